@@ -1,0 +1,309 @@
+"""Job configuration: small frozen dataclasses per component, composed into job configs, loaded from YAML and
+`key=value` overrides, validated on construction.
+
+Library code never sees a job config: the CLI and ray_jobs/ build one, then hand each component its own section
+(or plain arguments). Every mistake raises `ConfigError` naming the dotted field and the fix, before any work starts.
+
+    cfg = load_config(EmbedJobConfig, "job.yaml", ["decode.backend=decord", "profile.num_frames=16"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from tara_batch.errors import ConfigError
+from tara_batch.models.profile import ModelProfile
+from tara_batch.storage import DEFAULT_EXTENSIONS, S3Options
+
+T = TypeVar("T")
+
+DECODE_BACKENDS = ("pyav", "decord")
+EMBED_BACKENDS = ("auto", "transformers")
+INDEX_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where the videos are: a local directory / file or an s3:// prefix, or a manifest file of URIs."""
+
+    source: str | None = None
+    manifest: str | None = None
+    manifest_column: str = "uri"
+    extensions: tuple[str, ...] | None = DEFAULT_EXTENSIONS
+    glob: str | None = None
+    limit: int | None = None
+    max_bytes: int = 4 << 30  # objects above this are recorded as failures ('too_large'), not read
+
+    def __post_init__(self) -> None:
+        if (self.source is None) == (self.manifest is None):
+            raise ConfigError("input.source", "give exactly one of `input.source` (directory, file or s3:// prefix) "
+                              "or `input.manifest` (CSV/Parquet/JSONL of URIs)")
+        _positive("input.limit", self.limit, allow_none=True)
+        _positive("input.max_bytes", self.max_bytes)
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Explicit S3 settings; anything left unset comes from the standard AWS chain (env, ~/.aws, instance role)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ConfigError("s3.secret_access_key", "set both `s3.access_key_id` and `s3.secret_access_key`, "
+                              "or neither (to use the AWS credential chain)")
+        if self.endpoint_url and not self.endpoint_url.startswith(("http://", "https://")):
+            raise ConfigError("s3.endpoint_url", f"must start with http:// or https://, got {self.endpoint_url!r}")
+
+    def options(self) -> S3Options:
+        return S3Options(**dataclasses.asdict(self))
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback
+        return repr(self.options())
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The checkpoint (local dir or s3:// prefix, Qwen2-VL layout) and the engine that runs it."""
+
+    path: str | None = None
+    backend: str = "auto"  # auto -> transformers (vLLM arrives with its own backend)
+    device: str = "auto"  # auto -> cuda when available, else cpu
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("model.path", "set the checkpoint: `--model DIR` or `model.path=DIR` (or s3://...); "
+                              "`tara-batch make-tiny-model DIR` builds a tiny test model")
+        _choice("model.backend", self.backend, EMBED_BACKENDS)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """CPU decode actors: backend, batch size and pool size (None = sized from the cluster)."""
+
+    backend: str = "pyav"
+    threads: int = 1  # decoder threads per actor: one per core beat threaded decode by ~28% (stack-notes.md)
+    batch_size: int = 4
+    num_cpus: float = 0.5
+    concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice("decode.backend", self.backend, DECODE_BACKENDS)
+        _positive("decode.threads", self.threads)
+        _positive("decode.batch_size", self.batch_size)
+        _positive("decode.num_cpus", self.num_cpus)
+        _positive("decode.concurrency", self.concurrency, allow_none=True)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Model actors: one GPU each when the cluster has GPUs (num_gpus=None means auto), CPU otherwise."""
+
+    batch_size: int = 8
+    num_gpus: float | None = None
+    num_cpus: float = 1.0
+    concurrency: int | None = None
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        _positive("embed.batch_size", self.batch_size)
+        _positive("embed.num_cpus", self.num_cpus)
+        _positive("embed.concurrency", self.concurrency, allow_none=True)
+        _positive("embed.torch_threads", self.torch_threads)
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise ConfigError("embed.num_gpus", f"must be >= 0 (or unset for auto), got {self.num_gpus}")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The LanceDB table: `<database uri>/<table name>`, local or s3://."""
+
+    table: str | None = None
+    commit_rows: int = 512  # rows per append: a crash loses at most what was not yet committed
+    index: str = "auto"  # auto: build an ANN index once the table has `index_threshold` rows
+    index_threshold: int = 50_000
+
+    def __post_init__(self) -> None:
+        if not self.table:
+            raise ConfigError("output.table", "set the output table: `--table ./index.lancedb/videos` "
+                              "(database directory / table name; s3:// works too)")
+        _positive("output.commit_rows", self.commit_rows)
+        _choice("output.index", self.index, INDEX_MODES)
+        _positive("output.index_threshold", self.index_threshold)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """`address` (or RAY_ADDRESS) joins an existing cluster; otherwise a local one starts with `num_cpus`."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("ray.num_cpus", self.num_cpus, allow_none=True)
+
+
+@dataclass(frozen=True)
+class EmbedJobConfig:
+    input: InputConfig
+    model: ModelConfig
+    output: OutputConfig
+    s3: S3Config = field(default_factory=S3Config)
+    profile: ModelProfile = field(default_factory=ModelProfile)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# loading
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`a.b=1` strings -> nested dict; values parsed as YAML scalars/lists (`true`, `16`, `[a, b]`)."""
+    tree: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(item, "overrides take the form `section.field=value`, e.g. `decode.backend=decord`")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(key, "conflicting overrides: a value and a section under the same name")
+        node[parts[-1]] = value
+    return tree
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError("--config", f"file {p} does not exist")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{p} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None,
+                flags: dict[str, Any] | None = None) -> T:
+    """Defaults <- YAML file <- CLI flags (e.g. --table) <- key=value overrides, then validated into `cls`."""
+    data: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
+    data = merge(data, flags or {})
+    data = merge(data, parse_overrides(overrides))
+    return build(cls, data)
+
+
+def build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Construct dataclass `cls` from nested plain data, checking names and types (errors name the dotted field)."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or cls.__name__, f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown field; valid fields here: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    for name in missing:  # nested sections without defaults get built from {} so their own checks explain the fix
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = build(hints[name], {}, f"{prefix}{name}.")
+        else:
+            raise ConfigError(f"{prefix}{name}", "required")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        errors = []
+        for a in args:
+            try:
+                return _coerce(a, value, name)
+            except ConfigError as exc:
+                errors.append(exc.message)
+        raise ConfigError(name, "; ".join(errors))
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value or {}, f"{name}.")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"expected a list, got {value!r}")
+        return tuple(_coerce(typing.get_args(tp)[0], v, name) for v in value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(name, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(name, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(name, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(name, f"expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def to_dict(cfg: Any, redact: bool = True) -> dict[str, Any]:
+    """Plain-data view of a config for logs and the saved run record; secrets are masked."""
+    data = dataclasses.asdict(cfg)
+    if redact and "s3" in data:
+        for key in ("access_key_id", "secret_access_key", "session_token"):
+            if data["s3"].get(key):
+                data["s3"][key] = "***"
+    return data
+
+
+def dumps(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True, default=str)
+
+
+def _positive(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(name, f"must be > 0, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {list(choices)}, got {value!r}")

@@ -1,0 +1,16 @@
+"""Exceptions shared across layers."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, raised at start. Names the field and says how to fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"config error in `{field}`: {message}")
+
+
+class InputError(ValueError):
+    """A bad input (missing path, empty listing, unreadable manifest) detected before the job runs."""

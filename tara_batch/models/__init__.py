@@ -1,0 +1,1 @@
+"""Model layer: prompt rendering, profiles, checkpoint loading and embedding backends. No Ray imports here."""

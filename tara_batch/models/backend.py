@@ -1,0 +1,160 @@
+"""Embedding backends: turn rendered EOL prompts (+ sampled frames) into L2-normalised last-token embeddings.
+
+Method (tara-method.md section 1): the embedding is the final-layer hidden state *after* the final RMSNorm at the
+last position of the rendered prompt, cast to float32 and L2-normalised. Batches are left-padded so position -1 is a
+real token in every row, and M-RoPE position ids are computed from the attention mask, so a batched row equals the
+same input run alone. The LM head is never evaluated (it would cost a 152k-way projection per row for nothing).
+
+`TransformersEmbedder` runs anywhere (float32 on CPU, bfloat16 on GPU). Backends share one protocol so the Ray
+stage and search do not care which engine runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from tara_batch.models.profile import ModelProfile, render_composed, render_text, render_video
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    dim: int
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...  # [n, dim] float32, unit norm
+
+    def embed_videos(self, videos: Sequence[np.ndarray]) -> np.ndarray: ...  # frames uint8 [T, H, W, 3] each
+
+    def embed_composed(self, videos: Sequence[np.ndarray], edits: Sequence[str]) -> np.ndarray: ...
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def prepare_frames(videos: Sequence[np.ndarray], profile: ModelProfile) -> list[np.ndarray]:
+    """Model-side frame layout: each sampled frame twice, so one temporal patch (size 2) holds one real frame."""
+    out = []
+    for v in videos:
+        v = np.asarray(v)
+        if v.dtype != np.uint8 or v.ndim != 4 or v.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 [T, H, W, 3], got {v.dtype} {v.shape}")
+        out.append(np.repeat(v, 2, axis=0) if profile.duplicate_frames else v)
+    return out
+
+
+class TransformersEmbedder:
+    """Qwen2-VL-architecture checkpoint through transformers. Load once per actor; call per batch."""
+
+    def __init__(self, model_dir: str | Path, profile: ModelProfile, *, device: str = "auto",
+                 threads: int | None = None) -> None:
+        import torch
+        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-actor "Loading weights" bars would garble the job's progress bar
+        if threads:
+            torch.set_num_threads(threads)
+        self.profile = profile
+        self.device = pick_device(device)
+        self.dtype = resolve_dtype(profile.dtype, self.device)
+        self.processor = AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)
+        # Left padding is a correctness requirement of last-token pooling, whatever the checkpoint ships.
+        self.processor.tokenizer.padding_side = "left"
+        model = Qwen2VLForConditionalGeneration.from_pretrained(
+            str(model_dir), dtype=self.dtype, local_files_only=True
+        )
+        # Keep only the backbone (vision tower + projector + decoder + final norm): the LM head is never used.
+        self.model = model.model.to(self.device).eval()
+        del model
+        self.dim = int(self.model.config.text_config.hidden_size)
+        self._video_kwargs = {
+            "size": {"shortest_edge": profile.min_pixels, "longest_edge": profile.max_pixels},
+            # Pinned explicitly: transformers 5.22 flips this default, which would change token counts.
+            "cap_pixels_per_frame": False,
+            "do_sample_frames": False,  # frames are sampled by our decode stage, uniformly, first and last included
+        }
+        log.info("loaded %s on %s (%s), dim %d", model_dir, self.device, self.dtype, self.dim)
+
+    # --- inputs (CPU work: tokenise, resize, patchify) ---
+
+    def text_inputs(self, texts: Sequence[str]) -> dict[str, Any]:
+        prompts = [render_text(self.profile, t) for t in texts]
+        return dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
+
+    def video_inputs(self, videos: Sequence[np.ndarray], edits: Sequence[str] | None = None) -> dict[str, Any]:
+        if edits is None:
+            prompts = [render_video(self.profile)] * len(videos)
+        else:
+            if len(edits) != len(videos):
+                raise ValueError(f"{len(videos)} videos but {len(edits)} edit instructions")
+            prompts = [render_composed(self.profile, e) for e in edits]
+        frames = prepare_frames(videos, self.profile)
+        return dict(
+            self.processor(text=prompts, videos=frames, padding=True, return_tensors="pt",
+                           videos_kwargs=self._video_kwargs)
+        )
+
+    # --- forward + pooling ---
+
+    def forward(self, inputs: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        batch = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
+        if "pixel_values_videos" in batch:
+            batch["pixel_values_videos"] = batch["pixel_values_videos"].to(self.dtype)
+        else:
+            # Text only: M-RoPE degenerates to 1-D positions; count them from the first real token so a left-padded
+            # row gets the same positions as when it runs alone.
+            mask = batch["attention_mask"]
+            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)  # [batch, seq]
+            batch["position_ids"] = pos.unsqueeze(0).expand(3, -1, -1)
+        with torch.inference_mode():
+            out = self.model(**batch, use_cache=False)
+        last = out.last_hidden_state[:, -1, :].float()  # [batch, dim]: final-norm state at the last real token
+        return l2_normalize(last.cpu().numpy())
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.forward(self.text_inputs(texts))
+
+    def embed_videos(self, videos: Sequence[np.ndarray]) -> np.ndarray:
+        if not videos:
+            return np.zeros((0, self.dim), np.float32)
+        return self.forward(self.video_inputs(videos))
+
+    def embed_composed(self, videos: Sequence[np.ndarray], edits: Sequence[str]) -> np.ndarray:
+        if not videos:
+            return np.zeros((0, self.dim), np.float32)
+        return self.forward(self.video_inputs(videos, edits))
+
+
+def default_threads() -> int | None:
+    """One torch thread per actor unless told otherwise (shared cores: more threads gave erratic timings)."""
+    value = os.environ.get("TARA_BATCH_TORCH_THREADS")
+    return int(value) if value else None

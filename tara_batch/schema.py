@@ -1,0 +1,86 @@
+"""Column names and Arrow schemas: the single source of truth for every table and batch tara-batch writes.
+
+Stages exchange columnar batches (dicts of numpy arrays) keyed by the constants below; the LanceDB tables use the
+schemas built here. Change a name here and every stage, sink and test follows.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --- identity of a source object (listing stage) ---
+VIDEO_ID = "video_id"  # sha256(uri)[:32]: deterministic, stable across runs and machines
+URI = "uri"  # canonical URI: s3://bucket/key or an absolute local path
+SIZE = "size"  # bytes
+ETAG = "etag"  # S3 ETag, or "mtime:<ns>" for local files
+
+# --- decode stage ---
+FRAMES = "frames"  # uint8 [T, H, W, 3] per row (variable shape across rows)
+DURATION = "duration"  # seconds (float64), NaN when unknown
+FPS = "fps"  # average frame rate (float64), NaN when unknown
+NUM_FRAMES = "num_frames"  # frames sampled (int32)
+SOURCE_FRAMES = "source_frames"  # frames in the stream (int64)
+STATUS = "status"  # "ok" | "failed"
+ERROR_STAGE = "error_stage"  # "fetch" | "decode" | "embed"
+ERROR_KIND = "error_kind"  # short machine-readable class, e.g. "corrupt", "no_video_stream", "empty"
+ERROR_MESSAGE = "error_message"
+DECODE_SECONDS = "decode_seconds"
+
+# --- embed stage / output table ---
+EMBEDDING = "embedding"
+MODEL_ID = "model_id"
+CREATED_AT = "created_at"
+EMBED_SECONDS = "embed_seconds"
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+# Table-level metadata key (Arrow schema metadata, persisted by Lance).
+METADATA_KEY = b"tara_batch"
+
+
+def listing_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(VIDEO_ID, pa.string(), nullable=False),
+            pa.field(URI, pa.string(), nullable=False),
+            pa.field(SIZE, pa.int64()),
+            pa.field(ETAG, pa.string()),
+        ]
+    )
+
+
+def video_table_schema(dim: int, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    """Schema of an embeddings table: one row per video, `embedding` a fixed-size float32 vector of `dim`."""
+    return pa.schema(
+        [
+            pa.field(VIDEO_ID, pa.string(), nullable=False),
+            pa.field(URI, pa.string(), nullable=False),
+            pa.field(SIZE, pa.int64()),
+            pa.field(ETAG, pa.string()),
+            pa.field(DURATION, pa.float64()),
+            pa.field(FPS, pa.float64()),
+            pa.field(NUM_FRAMES, pa.int32()),
+            pa.field(MODEL_ID, pa.string()),
+            pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
+            pa.field(CREATED_AT, pa.timestamp("us", tz="UTC")),
+        ],
+        metadata=metadata,
+    )
+
+
+def failures_table_schema() -> pa.Schema:
+    """Schema of the failures table: one row per (video, attempt) that could not be embedded."""
+    return pa.schema(
+        [
+            pa.field(VIDEO_ID, pa.string(), nullable=False),
+            pa.field(URI, pa.string(), nullable=False),
+            pa.field(SIZE, pa.int64()),
+            pa.field(ETAG, pa.string()),
+            pa.field(MODEL_ID, pa.string()),
+            pa.field(ERROR_STAGE, pa.string()),
+            pa.field(ERROR_KIND, pa.string()),
+            pa.field(ERROR_MESSAGE, pa.string()),
+            pa.field(CREATED_AT, pa.timestamp("us", tz="UTC")),
+        ]
+    )

@@ -1,0 +1,102 @@
+"""Search an embeddings table: text -> videos, video -> videos, by cosine similarity.
+
+Queries are embedded with the checkpoint and profile recorded in the table's metadata, so a query always lives in
+the same space as the rows it is compared with. A query video already in the table reuses its stored vector.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tara_batch import schema as S
+from tara_batch import storage
+from tara_batch.config import S3Config, build, parse_overrides
+from tara_batch.errors import ConfigError, InputError
+from tara_batch.models.profile import ModelProfile
+from tara_batch.store import TableRef, connect, read_metadata, search, table_exists
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchSession:
+    table: Any
+    metadata: dict[str, Any]
+    profile: ModelProfile
+    s3: storage.S3Options
+    model_uri: str | None
+    _embedder: Any = None
+
+    @classmethod
+    def open(cls, table_uri: str, *, model: str | None = None, overrides: list[str] | None = None,
+             load_model: bool = True) -> SearchSession:
+        tree = parse_overrides(overrides)
+        unknown = sorted(set(tree) - {"s3"})
+        if unknown:
+            raise ConfigError(unknown[0], "search takes only s3.* settings; the model and profile come from the table")
+        s3 = build(S3Config, tree.get("s3", {}), "s3.").options()
+        ref = TableRef.parse(table_uri)
+        db = connect(ref.db_uri, s3)
+        if not table_exists(db, ref.name):
+            raise InputError(f"no table {ref.name!r} in {ref.db_uri}")
+        table = db.open_table(ref.name)
+        meta = read_metadata(table)
+        profile = ModelProfile(**meta["profile"]) if meta.get("profile") else ModelProfile()
+        session = cls(table, meta, profile, s3, model or meta.get("checkpoint", {}).get("path"))
+        if load_model and session.model_uri is None:
+            raise ConfigError("--model", "the table records no checkpoint; pass --model")
+        return session
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from tara_batch.models.loader import EmbedderSpec
+
+            self._embedder = EmbedderSpec(self.model_uri, self.profile, threads=None, s3=self.s3)()
+        return self._embedder
+
+    def by_vector(self, vector: np.ndarray, k: int) -> pa.Table:
+        return search(self.table, vector, k)
+
+    def by_text(self, text: str, k: int) -> pa.Table:
+        return self.by_vector(self.embedder.embed_texts([text])[0], k)
+
+    def video_vector(self, uri: str) -> np.ndarray:
+        """The stored vector when the video is in the table, else decode + embed it with the table's profile."""
+        canonical = storage.canonical_uri(uri)
+        vid = storage.video_id_for(canonical)
+        hit = self.table.search().where(f"{S.VIDEO_ID} = '{vid}'").select([S.EMBEDDING]).limit(1).to_arrow()
+        if hit.num_rows:
+            return np.asarray(hit.column(S.EMBEDDING)[0].as_py(), np.float32)
+        from tara_batch.decode import DecodeError, get_sampler
+
+        log.info("%s is not in the table; embedding it now", canonical)
+        data = storage.read_bytes(canonical, s3=self.s3)
+        backend = self.metadata.get("decode_backend", "pyav")
+        try:
+            video = get_sampler(backend).sample(data, self.profile.num_frames, self.profile.max_pixels)
+        except DecodeError as exc:
+            raise InputError(f"cannot decode query video {uri}: {exc}") from exc
+        return self.embedder.embed_videos([video.frames])[0]
+
+    def by_video(self, uri: str, k: int) -> pa.Table:
+        return self.by_vector(self.video_vector(uri), k)
+
+
+def format_results(results: pa.Table, title: str = "") -> str:
+    rows = results.to_pylist()
+    width = max([len(r[S.URI]) for r in rows] + [3])
+    lines = [title] if title else []
+    lines.append(f"{'rank':>4}  {'score':>7}  {'uri':<{width}}  {'duration':>8}")
+    for i, r in enumerate(rows, 1):
+        dur = r.get(S.DURATION)
+        dur_s = f"{dur:7.2f}s" if dur is not None and dur == dur else "       -"
+        lines.append(f"{i:>4}  {r['score']:7.4f}  {r[S.URI]:<{width}}  {dur_s}")
+    if not rows:
+        lines.append("(no results)")
+    return "\n".join(lines)
