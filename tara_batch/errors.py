@@ -11,6 +11,9 @@ class ConfigError(ValueError):
         self.message = message
         super().__init__(f"config error in `{field}`: {message}")
 
+    def __reduce__(self):  # picklable, so an error raised inside a Ray worker reaches the driver intact
+        return (type(self), (self.field, self.message))
+
 
 class InputError(ValueError):
     """A bad input (missing path, empty listing, unreadable manifest) detected before the job runs."""

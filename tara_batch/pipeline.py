@@ -24,14 +24,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tara_batch import __version__
+from tara_batch import __version__, storage
 from tara_batch import schema as S
-from tara_batch import storage
 from tara_batch.config import EmbedJobConfig, to_dict
 from tara_batch.models.checkpoint import model_id as make_model_id
 from tara_batch.models.loader import EmbedderSpec, checkpoint_fingerprint, embedding_dim
 from tara_batch.stages import DecodeStage, EmbedStage
-from tara_batch.store import TableRef, VideoTableWriter, build_index, has_index
+from tara_batch.store import TableRef, VideoTableWriter, maintain_index
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +291,8 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
 
     # 4. Index, summary.
     summary.table_rows = writer.count()
-    if cfg.output.index == "always" or (cfg.output.index == "auto" and summary.table_rows >= cfg.output.index_threshold
-                                         and (summary.embedded or not has_index(writer.table))):
-        summary.index = build_index(writer.table)
+    summary.index = maintain_index(writer.table, mode=cfg.output.index, threshold=cfg.output.index_threshold,
+                                   changed=summary.embedded > 0)
     summary.wall_seconds = time.perf_counter() - t_start
     summary.videos_per_second = summary.videos_in / summary.wall_seconds if summary.wall_seconds else 0.0
     save_run_record(ref, summary, cfg, s3)

@@ -54,14 +54,16 @@ class DecodeStage:
                 data = read_bytes(uri, s3=self.s3, max_bytes=self.max_bytes)
             except ObjectTooLarge as exc:
                 stage, kind, message = "fetch", "too_large", str(exc)
-            except Exception as exc:  # noqa: BLE001 - any fetch error is this video's failure, not the job's
+            except FileNotFoundError as exc:  # deleted between listing and fetch
+                stage, kind, message = "fetch", "not_found", str(exc)
+            except Exception as exc:
                 stage, kind, message = "fetch", "fetch_error", f"{type(exc).__name__}: {exc}"
             else:
                 try:
                     video = self.sampler.sample(data, self.num_frames, self.max_pixels)
                 except DecodeError as exc:
                     stage, kind, message = "decode", exc.kind, str(exc)
-                except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not kill the batch
+                except Exception as exc:
                     stage, kind, message = "decode", "decoder_error", f"{type(exc).__name__}: {exc}"
                 finally:
                     del data
@@ -118,13 +120,13 @@ class EmbedStage:
             videos = [np.asarray(batch[S.FRAMES][i], dtype=np.uint8) for i in ok]
             try:
                 emb[ok] = self.embedder.embed_videos(videos)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 # Isolate the culprit: retry one by one so one bad input fails alone, not its batch-mates.
                 log.warning("batch of %d failed in embed (%s); retrying one by one", len(ok), exc)
                 for i, v in zip(ok, videos, strict=True):
                     try:
                         emb[i] = self.embedder.embed_videos([v])[0]
-                    except Exception as one:  # noqa: BLE001
+                    except Exception as one:
                         status[i], stage[i], kind[i] = S.STATUS_FAILED, "embed", "embed_error"
                         message[i] = f"{type(one).__name__}: {one}"[:2000]
         out: Batch = {k: batch[k] for k in (S.VIDEO_ID, S.URI, S.SIZE, S.ETAG, S.DURATION, S.FPS, S.NUM_FRAMES,

@@ -141,8 +141,8 @@ def build_index(table, *, index_type: str = "IVF_PQ") -> str:
     # trade-off for 3584-d vectors (224 sub-vectors).
     partitions = max(1, int(np.sqrt(n)))
     sub_vectors = _largest_divisor_at_most(dim, max(1, dim // 16))
-    if n < 256:
-        raise ConfigError("index", f"table has {n} rows; an IVF index needs >= 256 rows (brute force is exact and fast below that)")
+    if n < MIN_INDEX_ROWS:
+        raise ConfigError("index", f"table has {n} rows; an IVF index needs >= {MIN_INDEX_ROWS} rows (brute force is exact and fast below that)")
     table.create_index(metric="cosine", vector_column_name=S.EMBEDDING, index_type=index_type,
                        num_partitions=partitions, num_sub_vectors=sub_vectors, replace=True)
     desc = f"{index_type} cosine, {partitions} partitions, {sub_vectors} sub-vectors over {n} rows"
@@ -150,10 +150,31 @@ def build_index(table, *, index_type: str = "IVF_PQ") -> str:
     return desc
 
 
+MIN_INDEX_ROWS = 256  # IVF training needs at least this many rows; below it an index would be empty (stack-notes)
+
+
+def maintain_index(table, *, mode: str, threshold: int, changed: bool) -> str:
+    """Apply the index policy after a run: build once past the threshold, fold new rows into an existing index.
+
+    Returns what was done ("" for nothing). Brute force is exact and fast on small tables, so nothing happens
+    below `max(threshold, MIN_INDEX_ROWS)` rows in "auto" mode or below MIN_INDEX_ROWS in "always" mode.
+    """
+    rows = table.count_rows()
+    if mode == "never" or rows < MIN_INDEX_ROWS or (mode == "auto" and rows < threshold):
+        return ""
+    if has_index(table):
+        if not changed:
+            return ""
+        # Incremental: new fragments are added to the existing index instead of retraining it from scratch.
+        table.optimize()
+        return f"index updated with new rows ({rows} rows)"
+    return build_index(table)
+
+
 def has_index(table) -> bool:
     try:
         return any(S.EMBEDDING in idx.columns for idx in table.list_indices())
-    except Exception:  # noqa: BLE001 - listing indices is best effort across lancedb versions
+    except Exception:
         return False
 
 

@@ -165,3 +165,28 @@ def test_bad_videos_become_failure_rows_and_the_job_goes_on(ray_session, sample_
     assert kinds["audio_only.m4a"] == "no_video_stream"
     assert kinds["truncated.mp4"] == "corrupt"
     assert all(f[S.ERROR_MESSAGE] for f in failures)
+
+
+def test_checkpoint_from_s3_is_fetched_once_and_matches(ray_session, s3_server, sample_dir, tiny_model_dir, tmp_path,
+                                                         reference):
+    s3_server.create_bucket("models-tiny")
+    s3_server.upload_dir(tiny_model_dir, "models-tiny", "tiny/")
+    table = str(tmp_path / "db" / "from_s3_model")
+    assert embed_main(["--no-progress", f"input.source={sample_dir}", "model.path=s3://models-tiny/tiny/",
+                       f"output.table={table}", "input.limit=4", *_s3_args(s3_server)]) == 0
+    got = _by_name(_open(table))
+    assert len(got) == 4
+    for name, vec in got.items():
+        assert float(vec @ reference[name]) >= 0.9999
+
+
+def test_cli_search_and_errors(s3_run, sample_dir, tmp_path, capsys):
+    from tara_batch.cli import main
+
+    assert main(["search", "--table", s3_run, "a blue square", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "rank" in out and len([ln for ln in out.splitlines() if ln.strip()[:1].isdigit()]) == 3
+    assert main(["-q", "embed", "--input", str(sample_dir), "--table", str(tmp_path / "db" / "t")]) == 2
+    assert "model.path" in capsys.readouterr().err
+    assert main(["-q", "embed", "--input", str(tmp_path / "missing"), "--model", "/nowhere",
+                 "--table", str(tmp_path / "db" / "t")]) == 2

@@ -74,3 +74,10 @@ def test_shipped_configs_load():
     for yml in sorted(Path(__file__).resolve().parents[2].joinpath("ray_jobs").glob("*.yaml")):
         cfg = load_config(EmbedJobConfig, yml)
         assert cfg.output.table
+
+
+def test_config_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ConfigError("decode.backend", "must be pyav")))
+    assert (err.field, err.message) == ("decode.backend", "must be pyav")
