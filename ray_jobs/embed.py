@@ -16,7 +16,7 @@ import sys
 
 from tara_batch.cli import OVERRIDES_HELP, _setup_logging
 from tara_batch.config import EmbedJobConfig, load_config
-from tara_batch.errors import ConfigError, InputError
+from tara_batch.errors import ConfigError, InputError, JobAborted
 from tara_batch.pipeline import run_embed
 
 
@@ -25,15 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML job config")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--only-failed", action="store_true")
     parser.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     args = parser.parse_args(argv)
     _setup_logging(1)
     try:
         cfg = load_config(EmbedJobConfig, args.config, args.overrides)
-        summary = run_embed(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+        summary = run_embed(cfg, overwrite=args.overwrite, progress=not args.no_progress,
+                            retry_failed=args.retry_failed, only_failed=args.only_failed)
     except (ConfigError, InputError) as exc:
         print(f"embed: {exc}", file=sys.stderr)
         return 2
+    except JobAborted as exc:
+        print(f"embed: job stopped:\n{exc}", file=sys.stderr)
+        return 3
     print(summary.render())
     return 0
 

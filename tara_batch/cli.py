@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tara_batch import __version__
-from tara_batch.errors import ConfigError, InputError
+from tara_batch.errors import ConfigError, InputError, JobAborted
+from tara_batch.store import TableRef
 
 log = logging.getLogger("tara_batch")
 
@@ -51,8 +52,87 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from tara_batch.pipeline import run_embed
 
     cfg = load_config(EmbedJobConfig, args.config, args.overrides, flags=embed_flags(args))
-    summary = run_embed(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    summary = run_embed(cfg, overwrite=args.overwrite, progress=not args.no_progress,
+                        retry_failed=args.retry_failed, only_failed=args.only_failed)
     print(summary.render())
+    return 0
+
+
+def _s3(overrides: list[str]):
+    from tara_batch.config import S3Config, build, parse_overrides
+
+    tree = parse_overrides(overrides)
+    unknown = sorted(set(tree) - {"s3"})
+    if unknown:
+        raise ConfigError(unknown[0], "only s3.* settings are accepted here")
+    return build(S3Config, tree.get("s3", {}), "s3.").options()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from tara_batch.status import index_status, render_status
+
+    st = index_status(args.table, _s3(args.overrides))
+    print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from tara_batch.status import open_failures
+
+    t = open_failures(args.table, _s3(args.overrides), args.version)
+    rows = [r for r in t.to_pylist() if not args.kind or r.get("error_kind") == args.kind]
+    if args.csv:
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(t.column_names))
+        w.writeheader()
+        w.writerows(rows)
+        return 0
+    print(f"{len(rows)} open failures")
+    for r in rows[: args.limit]:
+        print(f"  {r['error_kind']:<16} attempt {r['attempt']}  {r['uri']}\n      {str(r['error_message'])[:200]}")
+    if len(rows) > args.limit:
+        print(f"  ... {len(rows) - args.limit} more (--limit, or --csv for all)")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tara_batch.catalog import Catalog
+
+    ref = TableRef.parse(args.table)
+    cat = Catalog(ref.db_uri, ref.name, _s3(args.overrides))
+    matches = [m for m in cat.versions() if m.startswith(args.version)]
+    if len(matches) != 1:
+        raise InputError(f"--version {args.version!r} matches {len(matches)} versions: {sorted(cat.versions())}")
+    try:
+        cat.promote(matches[0])
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    print(f"{ref.uri} now serves version {matches[0]}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from tara_batch.catalog import Catalog
+    from tara_batch.store import FAILURES_SUFFIX, connect, table_exists
+
+    ref = TableRef.parse(args.table)
+    s3 = _s3(args.overrides)
+    cat = Catalog(ref.db_uri, ref.name, s3)
+    live = cat.live()
+    doomed = [m for m in cat.versions() if m != live and (args.version is None or m.startswith(args.version))]
+    db = connect(ref.db_uri, s3)
+    for model_id in doomed:
+        name = cat.versions()[model_id]["table"]
+        cat.forget(model_id)  # first the catalog: a search can no longer be pointed at it
+        for t in (name, name + FAILURES_SUFFIX):
+            if table_exists(db, t):
+                db.drop_table(t)
+        print(f"pruned version {model_id} ({name})")
+    if not doomed:
+        print("nothing to prune (the live version is never pruned)")
     return 0
 
 
@@ -64,7 +144,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if bool(args.query) == bool(args.video):
         raise ConfigError("search", "give a text query or --video URI (exactly one)")
-    session = SearchSession.open(args.table, model=args.model, overrides=args.overrides)
+    session = SearchSession.open(args.table, model=args.model, overrides=args.overrides, version=args.version)
     results = session.by_text(args.query, args.k) if args.query else session.by_video(args.video, args.k)
     print(format_results(results, title=f'query: {args.query!r}' if args.query else f"query video: {args.video}"))
     return 0
@@ -82,10 +162,27 @@ def cmd_index(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def cmd_make_tiny_model(args: argparse.Namespace) -> int:
-    from tara_batch.models.tiny import build_tiny_model
+def cmd_convert(args: argparse.Namespace) -> int:
+    from tara_batch.models.convert import convert_checkpoint
 
-    print(build_tiny_model(args.out_dir, seed=args.seed))
+    report = convert_checkpoint(args.src, args.dst, max_shard_bytes=int(args.max_shard_gb * (1 << 30)),
+                                verify=not args.no_verify, overwrite=args.overwrite, progress=True)
+    print(report.message)
+    if not report.noop:
+        print(f"{report.tensors} tensors, {report.bytes / 1e9:.2f} GB in {report.shards} shard(s), "
+              f"{report.seconds:.1f}s; hashes in {args.dst}/tara_batch_convert.json")
+    return 0
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    if args.layout == "tarsier2":
+        from tara_batch.models.tiny_tarsier import build_tiny_tarsier
+
+        print(build_tiny_tarsier(args.out_dir, seed=args.seed))
+    else:
+        from tara_batch.models.tiny import build_tiny_model
+
+        print(build_tiny_model(args.out_dir, seed=args.seed))
     return 0
 
 
@@ -144,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", help="YAML job config (see ray_jobs/embed.yaml)")
     e.add_argument("--overwrite", action="store_true", help="replace the table instead of adding to it")
     e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--retry-failed", action="store_true",
+                   help="also retry permanent failures (corrupt, empty, ...) of unchanged objects")
+    e.add_argument("--only-failed", action="store_true", help="process only videos in the failure ledger")
     e.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     e.set_defaults(func=cmd_embed)
 
@@ -153,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--video", help="query video URI (its stored vector is used when it is in the table)")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--model", help="checkpoint to embed the query with (default: the one recorded in the table)")
+    s.add_argument("--version", help="search this model version (id or prefix) instead of the live one")
     s.add_argument("--set", dest="overrides", action="append", default=[],
                    help="s3.* settings as key=value, e.g. --set s3.endpoint_url=http://127.0.0.1:9000")
     s.set_defaults(func=cmd_search)
@@ -163,9 +264,46 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
     ix.set_defaults(func=cmd_index)
 
+    st = sub.add_parser("status", help="versions of an index: rows, failures, coverage, which one is live")
+    st.add_argument("--table", required=True)
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
+    st.set_defaults(func=cmd_status)
+
+    f = sub.add_parser("failures", help="open failures (latest attempt per video) of an index")
+    f.add_argument("--table", required=True)
+    f.add_argument("--version", help="model version (default: live, else newest)")
+    f.add_argument("--kind", help="only this error kind, e.g. corrupt")
+    f.add_argument("--limit", type=int, default=50)
+    f.add_argument("--csv", action="store_true", help="all rows as CSV on stdout")
+    f.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
+    f.set_defaults(func=cmd_failures)
+
+    pr = sub.add_parser("promote", help="make a complete version the live one (what search uses)")
+    pr.add_argument("--table", required=True)
+    pr.add_argument("--version", required=True)
+    pr.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
+    pr.set_defaults(func=cmd_promote)
+
+    pn = sub.add_parser("prune", help="drop old (non-live) versions of an index")
+    pn.add_argument("--table", required=True)
+    pn.add_argument("--version", help="only this version (default: every non-live version)")
+    pn.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
+    pn.set_defaults(func=cmd_prune)
+
+    cv = sub.add_parser("convert", help="convert a Tarsier2/TARA checkpoint to the Qwen2-VL layout (transformers + vLLM)")
+    cv.add_argument("src", help="Tarsier2/TARA checkpoint directory (model_type llava, safetensors)")
+    cv.add_argument("dst", help="output directory (must not exist or be empty)")
+    cv.add_argument("--max-shard-gb", type=float, default=5.0, help="output shard size; peak memory is about one shard")
+    cv.add_argument("--no-verify", action="store_true", help="skip the load check of the result")
+    cv.add_argument("--overwrite", action="store_true", help="replace a non-empty dst")
+    cv.set_defaults(func=cmd_convert)
+
     m = sub.add_parser("make-tiny-model", help="build a tiny random Qwen2-VL checkpoint offline (tests, demos)")
     m.add_argument("out_dir")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--layout", choices=["qwen2_vl", "tarsier2"], default="qwen2_vl",
+                   help="tarsier2: the released TARA layout (model_type llava), to try `convert` on")
     m.set_defaults(func=cmd_make_tiny_model)
 
     a = sub.add_parser("make-samples", help="write N short real H.264 videos (moving shapes)")
@@ -191,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         print(f"tara-batch: {exc}", file=sys.stderr)
         return 2
+    except JobAborted as exc:
+        print(f"tara-batch: job stopped:\n{exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

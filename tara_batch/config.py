@@ -28,6 +28,8 @@ T = TypeVar("T")
 DECODE_BACKENDS = ("pyav", "decord")
 EMBED_BACKENDS = ("auto", "transformers")
 INDEX_MODES = ("auto", "always", "never")
+PROMOTE_MODES = ("auto", "never")
+DELETED_POLICIES = ("keep", "prune")
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,33 @@ class OutputConfig:
     commit_rows: int = 512  # rows per append: a crash loses at most what was not yet committed
     index: str = "auto"  # auto: build an ANN index once the table has `index_threshold` rows
     index_threshold: int = 50_000
+    promote: str = "auto"  # auto: a version becomes live (what search uses) as soon as it is complete
+    on_deleted: str = "keep"  # rows of objects gone from the source: keep (reported as stale) or prune
 
     def __post_init__(self) -> None:
+        _choice("output.promote", self.promote, PROMOTE_MODES)
+        _choice("output.on_deleted", self.on_deleted, DELETED_POLICIES)
         if not self.table:
             raise ConfigError("output.table", "set the output table: `--table ./index.lancedb/videos` "
                               "(database directory / table name; s3:// works too)")
         _positive("output.commit_rows", self.commit_rows)
         _choice("output.index", self.index, INDEX_MODES)
         _positive("output.index_threshold", self.index_threshold)
+
+
+@dataclass(frozen=True)
+class FailuresConfig:
+    """Failure policy: retries of transient errors across runs, and when to give up on a run."""
+
+    max_attempts: int = 3  # runs that may retry a transient failure (fetch, embed, decoder crash) of one object
+    max_rate: float = 0.5  # stop the job when more than this fraction of processed videos failed ...
+    min_videos: int = 20  # ... once at least this many were processed (a few bad files early must not stop it)
+
+    def __post_init__(self) -> None:
+        _positive("failures.max_attempts", self.max_attempts)
+        _positive("failures.min_videos", self.min_videos)
+        if not 0 < self.max_rate <= 1:
+            raise ConfigError("failures.max_rate", f"must be in (0, 1] (1 = never stop), got {self.max_rate}")
 
 
 @dataclass(frozen=True)
@@ -166,7 +187,13 @@ class EmbedJobConfig:
     profile: ModelProfile = field(default_factory=ModelProfile)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    failures: FailuresConfig = field(default_factory=FailuresConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        if self.output.on_deleted == "prune" and self.input.limit is not None:
+            raise ConfigError("output.on_deleted", "prune needs the full listing: unset `input.limit` or keep "
+                              "`output.on_deleted=keep` (otherwise everything past the limit would be deleted)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

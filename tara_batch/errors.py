@@ -17,3 +17,7 @@ class ConfigError(ValueError):
 
 class InputError(ValueError):
     """A bad input (missing path, empty listing, unreadable manifest) detected before the job runs."""
+
+
+class JobAborted(RuntimeError):
+    """A run stopped on purpose (e.g. failure rate over the limit). Rows committed so far are kept."""

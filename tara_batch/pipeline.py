@@ -26,11 +26,13 @@ import pyarrow as pa
 
 from tara_batch import __version__, storage
 from tara_batch import schema as S
+from tara_batch.catalog import BUILDING, COMPLETE, Catalog
 from tara_batch.config import EmbedJobConfig, to_dict
+from tara_batch.errors import ConfigError, JobAborted
 from tara_batch.models.checkpoint import model_id as make_model_id
 from tara_batch.models.loader import EmbedderSpec, checkpoint_fingerprint, embedding_dim
 from tara_batch.stages import DecodeStage, EmbedStage
-from tara_batch.store import TableRef, VideoTableWriter, maintain_index
+from tara_batch.store import FailureState, TableRef, VideoTableWriter, maintain_index
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,18 @@ MAX_BLOCK_ROWS = 256  # rows per input block (upper bound): keeps the driver's b
 @dataclass
 class RunSummary:
     run_id: str
-    table: str
+    index: str  # the alias (<db>/<name>)
+    table: str  # the physical table of this model version
     model_id: str
     videos_listed: int = 0
     videos_skipped: int = 0  # already embedded by this model version (unchanged objects)
+    failed_skipped: int = 0  # permanent failures of unchanged objects (not retried)
     videos_in: int = 0
     embedded: int = 0
     failed: int = 0
     failures_by_kind: dict[str, int] = field(default_factory=dict)
+    stale_rows: int = 0  # rows whose object is no longer listed
+    pruned_rows: int = 0
     decode_seconds: float = 0.0  # summed over videos (CPU time across actors)
     embed_seconds: float = 0.0  # summed over videos (actor time)
     write_seconds: float = 0.0  # driver time spent committing to LanceDB
@@ -55,22 +61,32 @@ class RunSummary:
     wall_seconds: float = 0.0
     videos_per_second: float = 0.0
     table_rows: int = 0
-    index: str = ""
+    version_state: str = ""
+    live: str | None = None
+    index_action: str = ""
+    aborted: str = ""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
 
     def render(self) -> str:
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.failures_by_kind.items())) or "none"
-        return "\n".join([
-            f"run {self.run_id} -> {self.table} (model {self.model_id})",
-            f"  listed {self.videos_listed}, already embedded {self.videos_skipped}, processed {self.videos_in}",
+        lines = [
+            f"run {self.run_id} -> {self.index} (model version {self.model_id}, table {self.table})",
+            f"  listed {self.videos_listed}, already embedded {self.videos_skipped}, "
+            f"permanently failed {self.failed_skipped}, processed {self.videos_in}",
             f"  embedded {self.embedded}, failed {self.failed} ({kinds})",
             f"  time: list {self.list_seconds:.1f}s, decode {self.decode_seconds:.1f}s (sum), "
             f"embed {self.embed_seconds:.1f}s (sum), write {self.write_seconds:.1f}s, wall {self.wall_seconds:.1f}s",
             f"  throughput: {self.videos_per_second:.2f} videos/s; table now has {self.table_rows} rows"
-            + (f"; index: {self.index}" if self.index else ""),
-        ])
+            + (f"; index: {self.index_action}" if self.index_action else ""),
+            f"  version {self.model_id} is {self.version_state}; live version: {self.live}"
+            + (f"; {self.stale_rows} rows of deleted objects kept" if self.stale_rows else "")
+            + (f"; {self.pruned_rows} rows of deleted objects pruned" if self.pruned_rows else ""),
+        ]
+        if self.aborted:
+            lines.append(f"  ABORTED: {self.aborted}")
+        return "\n".join(lines)
 
 
 def list_inputs(cfg: EmbedJobConfig) -> pa.Table:
@@ -173,8 +189,9 @@ def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan):
     return ds
 
 
-def _rows_tables(batch: dict[str, np.ndarray], model_id: str, dim: int) -> tuple[pa.Table, pa.Table]:
-    """Split an embed-stage batch into (rows to write, failure records)."""
+def _rows_tables(batch: dict[str, np.ndarray], model_id: str, dim: int,
+                 previous: dict[str, FailureState]) -> tuple[pa.Table, pa.Table]:
+    """Split an embed-stage batch into (rows to write, failure records with their attempt numbers)."""
     now = datetime.now(timezone.utc)
     status = np.asarray(batch[S.STATUS], dtype=object)
     ok = status == S.STATUS_OK
@@ -205,13 +222,57 @@ def _rows_tables(batch: dict[str, np.ndarray], model_id: str, dim: int) -> tuple
         S.ERROR_STAGE: pa.array(col(S.ERROR_STAGE, bad), pa.string()),
         S.ERROR_KIND: pa.array(col(S.ERROR_KIND, bad), pa.string()),
         S.ERROR_MESSAGE: pa.array(col(S.ERROR_MESSAGE, bad), pa.string()),
+        S.ATTEMPT: pa.array([_attempt(previous.get(v), e) for v, e in zip(col(S.VIDEO_ID, bad), col(S.ETAG, bad),
+                                                                          strict=True)], pa.int32()),
+        S.RETRIABLE: pa.array([k in S.RETRIABLE_KINDS for k in col(S.ERROR_KIND, bad)], pa.bool_()),
         S.CREATED_AT: pa.array([now] * int(bad.sum()), pa.timestamp("us", tz="UTC")),
     })
     return rows, failures
 
 
-def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = True) -> RunSummary:
-    """Run the embed job described by `cfg`; returns (and saves beside the table) the run summary."""
+def _attempt(prev: FailureState | None, etag: str) -> int:
+    # A changed object starts over: its earlier failures were about other bytes.
+    return prev.attempts + 1 if prev is not None and prev.etag == etag else 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    todo: pa.Table
+    skipped_done: int
+    skipped_failed: int
+
+
+def select_todo(listing: pa.Table, done: dict[str, str], failed: dict[str, FailureState], *, max_attempts: int,
+                retry_failed: bool = False, only_failed: bool = False) -> Selection:
+    """What a run must process: new or changed objects, plus failures that may be retried.
+
+    * embedded with the same ETag -> skip (never recomputed);
+    * failed with the same ETag -> retry if the error is transient and attempts < max_attempts, or on retry_failed;
+    * anything else (new, changed, previously failed with another ETag) -> process.
+    """
+    keep, n_done, n_failed = [], 0, 0
+    for vid, etag in zip(listing.column(S.VIDEO_ID).to_pylist(), listing.column(S.ETAG).to_pylist(), strict=True):
+        f = failed.get(vid)
+        if done.get(vid) == etag:
+            n_done += 1
+            keep.append(False)
+        elif only_failed and f is None:
+            keep.append(False)
+        elif f is not None and f.etag == etag and not retry_failed and not (f.retriable and f.attempts < max_attempts):
+            n_failed += 1
+            keep.append(False)
+        else:
+            keep.append(True)
+    return Selection(listing.filter(pa.array(keep, pa.bool_())), n_done, n_failed)
+
+
+def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = True, retry_failed: bool = False,
+              only_failed: bool = False) -> RunSummary:
+    """Run the embed job described by `cfg`; returns (and saves beside the table) the run summary.
+
+    Safe to kill at any point and rerun: rows are committed every `output.commit_rows` with a merge-insert on
+    video_id, and a rerun skips everything already committed.
+    """
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -224,50 +285,83 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     init_ray(cfg)
 
     # 1. Model version: weights hash + profile settings (no weights are loaded on the driver).
-    ref = TableRef.parse(cfg.output.table)
+    alias = TableRef.parse(cfg.output.table)
     s3 = cfg.s3.options()
     ckpt_hash, model_config = checkpoint_fingerprint(cfg.model.path, s3)
     dim = embedding_dim(model_config)
     model_id = make_model_id(ckpt_hash, cfg.profile.settings_json())
-    summary = RunSummary(run_id=run_id, table=ref.uri, model_id=model_id)
+    metadata = table_metadata(cfg, ckpt_hash, model_id, dim)
+    catalog = Catalog(alias.db_uri, alias.name, s3)
+    if overwrite and model_id in catalog.versions():
+        if catalog.live() == model_id:
+            raise ConfigError("--overwrite", f"version {model_id} is live; --overwrite would empty the index that "
+                              "search uses. Embed into a new index name instead.")
+        catalog.forget(model_id)
+    ref = TableRef(alias.db_uri, catalog.register(model_id, {"checkpoint": metadata["checkpoint"], "dim": dim,
+                                                             "profile": metadata["profile"]}))
+    summary = RunSummary(run_id=run_id, index=alias.uri, table=ref.name, model_id=model_id)
 
-    # 2. What to do: the listing minus what this model version already embedded (same object, same ETag/mtime).
+    # 2. What to do: the listing minus what this version already embedded, minus permanent failures.
     t0 = time.perf_counter()
     listing = list_inputs(cfg)
     summary.list_seconds = time.perf_counter() - t0
     summary.videos_listed = listing.num_rows
-    writer = VideoTableWriter(ref, dim=dim, metadata=table_metadata(cfg, ckpt_hash, model_id, dim), s3=s3,
-                              overwrite=overwrite)
-    done = writer.done_ids()
-    keep = [done.get(v) != e for v, e in zip(listing.column(S.VIDEO_ID).to_pylist(),
-                                             listing.column(S.ETAG).to_pylist(), strict=True)]
-    todo = listing.filter(pa.array(keep, pa.bool_()))
-    summary.videos_skipped = listing.num_rows - todo.num_rows
-    summary.videos_in = todo.num_rows
-    log.info("%d videos listed, %d already embedded, %d to process", listing.num_rows, summary.videos_skipped,
-             todo.num_rows)
+    writer = VideoTableWriter(ref, dim=dim, metadata=metadata, s3=s3, overwrite=overwrite)
+    done, failed = writer.done_ids(), writer.failure_state()
+    sel = select_todo(listing, done, failed, max_attempts=cfg.failures.max_attempts, retry_failed=retry_failed,
+                      only_failed=only_failed)
+    todo = sel.todo
+    summary.videos_skipped, summary.failed_skipped, summary.videos_in = sel.skipped_done, sel.skipped_failed, todo.num_rows
+    log.info("%d listed: %d already embedded, %d permanently failed, %d to process", listing.num_rows,
+             sel.skipped_done, sel.skipped_failed, todo.num_rows)
 
     # 3. Stream through Ray, committing as rows arrive.
     if todo.num_rows:
         plan = plan_resources(cfg, ray.cluster_resources(), todo.num_rows)
         log.info("pools: %d decode actors, %d embed actors (%.2f GPU each)", plan.decode_actors, plan.embed_actors,
                  plan.embed_gpus)
-        ds = build_dataset(cfg, todo, plan)
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        embedded_ids: list[str] = []
+        try:
+            _stream(cfg, build_dataset(cfg, todo, plan), writer, summary, failed, dim, progress, tqdm)
+        except JobAborted as exc:
+            summary.aborted = str(exc)
 
-        def commit() -> None:
-            nonlocal pending, pending_rows
-            if pending:
-                t = time.perf_counter()
-                writer.write_rows(pa.concat_tables(pending))
-                summary.write_seconds += time.perf_counter() - t
-                pending, pending_rows = [], 0
+    # 4. Deleted objects, version state, alias, index, summary.
+    listed_ids = set(listing.column(S.VIDEO_ID).to_pylist())
+    stale = [v for v in writer.done_ids() if v not in listed_ids]
+    if stale and cfg.output.on_deleted == "prune":
+        summary.pruned_rows = writer.prune_rows(stale)
+    else:
+        summary.stale_rows = len(stale)
+    summary.table_rows = writer.count()
+    _settle_version(cfg, catalog, writer, listing, summary)
+    summary.index_action = maintain_index(writer.table, mode=cfg.output.index, threshold=cfg.output.index_threshold,
+                                          changed=summary.embedded > 0)
+    summary.wall_seconds = time.perf_counter() - t_start
+    summary.videos_per_second = summary.videos_in / summary.wall_seconds if summary.wall_seconds else 0.0
+    save_run_record(alias, summary, cfg, s3)
+    if summary.aborted:
+        raise JobAborted(summary.render())
+    return summary
 
-        bar = tqdm(total=todo.num_rows, unit="video", desc="embed", disable=not progress)
+
+def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSummary,
+            failed: dict[str, FailureState], dim: int, progress: bool, tqdm) -> None:
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    embedded_ids: list[str] = []
+
+    def commit() -> None:
+        nonlocal pending, pending_rows
+        if pending:
+            t = time.perf_counter()
+            writer.write_rows(pa.concat_tables(pending))
+            summary.write_seconds += time.perf_counter() - t
+            pending, pending_rows = [], 0
+
+    bar = tqdm(total=summary.videos_in, unit="video", desc="embed", disable=not progress)
+    try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-            rows, failures = _rows_tables(batch, model_id, dim)
+            rows, failures = _rows_tables(batch, summary.model_id, dim, failed)
             summary.decode_seconds += float(np.sum(batch[S.DECODE_SECONDS]))
             summary.embed_seconds += float(np.sum(batch[S.EMBED_SECONDS]))
             if failures.num_rows:
@@ -285,18 +379,36 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
                 commit()
             bar.update(len(batch[S.VIDEO_ID]))
             bar.set_postfix(ok=summary.embedded, failed=summary.failed)
-        commit()
+            processed = summary.embedded + summary.failed
+            if processed >= cfg.failures.min_videos and summary.failed > cfg.failures.max_rate * processed:
+                top = ", ".join(f"{k}={v}" for k, v in sorted(summary.failures_by_kind.items(), key=lambda kv: -kv[1]))
+                raise JobAborted(
+                    f"{summary.failed} of {processed} videos failed ({summary.failed / processed:.0%}), over "
+                    f"failures.max_rate={cfg.failures.max_rate:g} ({top}). Committed rows are kept; inspect "
+                    f"`tara-batch failures --table {summary.index}`, fix the input, then rerun "
+                    "(or raise failures.max_rate)."
+                )
+    finally:
+        commit()  # whatever happens, what was computed is kept
         bar.close()
         writer.clear_failures(embedded_ids)
 
-    # 4. Index, summary.
-    summary.table_rows = writer.count()
-    summary.index = maintain_index(writer.table, mode=cfg.output.index, threshold=cfg.output.index_threshold,
-                                   changed=summary.embedded > 0)
-    summary.wall_seconds = time.perf_counter() - t_start
-    summary.videos_per_second = summary.videos_in / summary.wall_seconds if summary.wall_seconds else 0.0
-    save_run_record(ref, summary, cfg, s3)
-    return summary
+
+def _settle_version(cfg: EmbedJobConfig, catalog: Catalog, writer: VideoTableWriter, listing: pa.Table,
+                    summary: RunSummary) -> None:
+    """Mark the version complete when every listed object is embedded or permanently failed; promote it."""
+    done, failed = writer.done_ids(), writer.failure_state()
+    pending = select_todo(listing, done, failed, max_attempts=cfg.failures.max_attempts).todo.num_rows
+    state = COMPLETE if pending == 0 and not summary.aborted else BUILDING
+    info = catalog.versions()[summary.model_id]
+    fields: dict[str, Any] = {"state": state, "rows": summary.table_rows, "listed": listing.num_rows,
+                              "failed": len(failed), "pending": pending, "last_run": summary.run_id}
+    if state == COMPLETE and info.get("state") != COMPLETE:
+        fields["completed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    catalog.update(summary.model_id, **fields)
+    if state == COMPLETE and cfg.output.promote == "auto" and catalog.live() != summary.model_id:
+        catalog.promote(summary.model_id)
+    summary.version_state, summary.live = state, catalog.live()
 
 
 def save_run_record(ref: TableRef, summary: RunSummary, cfg: EmbedJobConfig, s3: storage.S3Options) -> str:

@@ -2,14 +2,16 @@
 
 What: `write_sample_archive(dir, n)` writes `clip_0000.mp4`.. with moving, colour-changing shapes at mixed sizes,
 lengths, frame rates and keyframe intervals (optionally one rotated clip); `write_bad_videos(dir)` writes the bad
-inputs the decoder must classify (zero bytes, truncated MP4, random bytes, audio only, a text file).
+inputs the decoder must classify (zero bytes, truncated MP4s, random bytes, audio only, a text file, an unknown
+codec); `write_edge_videos(dir)` writes good but unusual files that must embed like any other (variable frame rate,
+rotation, a single frame, HEVC, VP9, MPEG-4 Part 2 AVI with B-frames, AV1, MPEG-TS).
 Why: decoding, failure handling and the pipeline must be tested on real containers and codecs, not on arrays; the
 content is synthetic (numpy only, deterministic from the seed) so nothing has to be downloaded, and every frame
 differs from its neighbours so that an off-by-one frame index shows up in the pixels.
 How: ffmpeg from the `imageio-ffmpeg` wheel (`pip install imageio-ffmpeg`, the `samples`/`dev` extra) encodes raw
 RGB frames piped to its stdin.
 
-    python -m tara_batch.samples OUT_DIR -n 24 [--seed 0] [--rotated] [--bad]
+    python -m tara_batch.samples OUT_DIR -n 24 [--seed 0] [--rotated] [--bad] [--edge]
 """
 
 from __future__ import annotations
@@ -33,13 +35,30 @@ DEFAULT_FPS: tuple[float, ...] = (8.0, 10.0, 12.0, 15.0)
 # Keyframe intervals (frames): short GOPs make the decoder's keyframe seeks matter, 250 is x264's default.
 DEFAULT_GOPS: tuple[int, ...] = (4, 7, 12, 250)
 
-# What the decoder must report for each file of `write_bad_videos` (DecodeError.kind).
+# What the decoder must report for each file of `write_bad_videos` (DecodeError.kind), with both backends.
 BAD_VIDEO_KINDS: dict[str, str] = {
     "zero_bytes.mp4": "empty",
     "truncated.mp4": "corrupt",
     "random_bytes.mp4": "corrupt",
     "audio_only.m4a": "no_video_stream",
     "not_a_video.txt": "corrupt",
+    # A 720p fast-start MP4 cut to a quarter: decord 0.6 reading it from memory dies with SIGSEGV (every time, on
+    # this exact file); DecordSampler's PyAV pre-check must reject it first.
+    "truncated_720p.mp4": "corrupt",
+    # A real AVI whose video stream carries a FourCC no FFmpeg decoder claims.
+    "unknown_codec.avi": "unsupported_codec",
+}
+
+# Good but unusual files written by `write_edge_videos`: file name -> (ffmpeg encoder it needs, what it tests).
+EDGE_VIDEOS: dict[str, tuple[str, str]] = {
+    "vfr.mp4": ("libx264", "variable frame rate: 10 fps, then irregular 0.3-0.4 s gaps"),
+    "rotated_90.mp4": ("libx264", "display matrix rotation of 90 degrees (stored landscape, shown portrait)"),
+    "one_frame.mp4": ("libx264", "a single frame"),
+    "hevc.mp4": ("libx265", "HEVC (x265 default open GOP with B-frames), hvc1 tag"),
+    "vp9.webm": ("libvpx-vp9", "VP9 in WebM"),
+    "mpeg4_bframes.avi": ("mpeg4", "MPEG-4 Part 2 in AVI with B-frames"),
+    "av1.mp4": ("libsvtav1", "AV1 in MP4 (decord 0.6 cannot decode it)"),
+    "h264.ts": ("libx264", "H.264 in MPEG-TS"),
 }
 
 
@@ -226,6 +245,91 @@ def write_bad_videos(out_dir: str | Path) -> dict[str, Path]:
         ]
     )
     paths["not_a_video.txt"].write_text("This is a text file, not a video.\n" * 20)
+    write_decord_crasher(paths["truncated_720p.mp4"])
+    # MPEG-4 Part 2 in AVI, then its FourCC (stream header handler and BITMAPINFOHEADER compression, both "FMP4")
+    # overwritten in the header only: a well-formed container whose codec nobody knows.
+    avi = encode_video(out / ".unknown_codec_source.avi", make_clip_frames(48, 64, 6, seed=8), 10.0, codec="mpeg4")
+    data = avi.read_bytes()
+    avi.unlink()
+    header_end = data.index(b"movi")
+    if data[:header_end].count(b"FMP4") < 1:  # pragma: no cover - depends on ffmpeg's AVI muxer
+        raise RuntimeError("ffmpeg's AVI muxer no longer writes the FMP4 FourCC; update write_bad_videos")
+    paths["unknown_codec.avi"].write_bytes(data[:header_end].replace(b"FMP4", b"ZZZZ") + data[header_end:])
+    return paths
+
+
+def write_decord_crasher(path: str | Path) -> Path:
+    """A 2 s 1280x720 H.264 fast-start MP4 (ffmpeg's testsrc2) cut to its first quarter.
+
+    decord 0.6 dies with SIGSEGV opening these bytes from memory (10 of 10 runs; the same cut of 320x240 or
+    640x360 clips only raises), so this is the file that proves crash containment. Single-threaded x264: the
+    same bytes on every machine with this ffmpeg build.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    whole = path.with_name(f".{path.stem}_source.mp4")
+    _run_ffmpeg(
+        [
+            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "2", "-c:v", "libx264", "-threads", "1",
+            "-preset", "ultrafast", "-crf", "30", "-g", "250", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+            str(whole),
+        ]
+    )  # fmt: skip
+    data = whole.read_bytes()
+    whole.unlink()
+    path.write_bytes(data[: len(data) // 4])
+    return path
+
+
+def available_encoders() -> set[str]:
+    """Names of the video encoders the bundled ffmpeg has (`ffmpeg -encoders`)."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=True)
+    found = set()
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("V") and len(parts[0]) == 6:
+            found.add(parts[1])
+    return found
+
+
+def write_edge_videos(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write the good-but-unusual files of `EDGE_VIDEOS` to `out_dir`; returns {file name: path}.
+
+    Every file is 64x48 (the rotated one is shown 48x64), 30 frames unless noted. A file whose encoder the bundled
+    ffmpeg lacks is skipped with a warning (so check the returned names, not EDGE_VIDEOS).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    encoders = available_encoders()
+    frames = make_clip_frames(48, 64, 30, seed=seed * 1_000_003 + 77)
+    # Frame N is shown at N/10 s for N < 10, then every 0.3 or 0.4 s: the pts no longer equal index / fps.
+    vfr = "setpts='if(lt(N,10),N,10+3*(N-10)+mod(N,2))/(10*TB)'"
+    recipes: dict[str, tuple[str, np.ndarray, list[str]]] = {  # name -> (encoder, frames, extra ffmpeg args)
+        "vfr.mp4": ("libx264", frames, ["-vf", vfr, "-fps_mode", "passthrough", "-g", "6"]),
+        "one_frame.mp4": ("libx264", frames[:1], []),
+        "hevc.mp4": (
+            "libx265",
+            frames,
+            ["-g", "6", "-preset", "ultrafast", "-tag:v", "hvc1", "-x265-params", "log-level=error"],
+        ),
+        "vp9.webm": ("libvpx-vp9", frames, ["-g", "6", "-deadline", "realtime", "-cpu-used", "8"]),
+        "mpeg4_bframes.avi": ("mpeg4", frames, ["-g", "6", "-bf", "2"]),
+        "av1.mp4": ("libsvtav1", frames[:12], ["-g", "6", "-preset", "12"]),
+        "h264.ts": ("libx264", frames, ["-f", "mpegts", "-g", "6"]),
+    }
+    paths: dict[str, Path] = {}
+    for name in EDGE_VIDEOS:
+        encoder = EDGE_VIDEOS[name][0]
+        if encoder not in encoders:
+            logger.warning("skipping %s: this ffmpeg has no %s encoder", name, encoder)
+            continue
+        if name == "rotated_90.mp4":
+            plain = encode_video(out / ".rotated_source.mp4", frames[:12], 10.0, extra_args=["-g", "5"])
+            paths[name] = add_display_rotation(plain, out / name, 90)
+            plain.unlink()
+            continue
+        codec, clip, extra = recipes[name]
+        paths[name] = encode_video(out / name, clip, 10.0, codec=codec, extra_args=extra)
     return paths
 
 
@@ -237,11 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--codec", default="libx264", help="ffmpeg video encoder (default libx264)")
     parser.add_argument("--rotated", action="store_true", help="also write rotated_0000.mp4 (90 degree rotation)")
     parser.add_argument("--bad", action="store_true", help="also write the bad inputs into OUT_DIR/bad/")
+    parser.add_argument("--edge", action="store_true", help="also write the unusual good files into OUT_DIR/edge/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = write_sample_archive(args.out_dir, args.n, args.seed, codec=args.codec, include_rotated=args.rotated)
     if args.bad:
         paths += list(write_bad_videos(Path(args.out_dir) / "bad").values())
+    if args.edge:
+        paths += list(write_edge_videos(Path(args.out_dir) / "edge", seed=args.seed).values())
     for path in paths:
         print(path)
     return 0

@@ -31,9 +31,16 @@ EMBEDDING = "embedding"
 MODEL_ID = "model_id"
 CREATED_AT = "created_at"
 EMBED_SECONDS = "embed_seconds"
+ATTEMPT = "attempt"  # 1 for the first failure of a (video, etag), then 2, 3, ...
+RETRIABLE = "retriable"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+
+# Error kinds a rerun retries (up to `failures.max_attempts`): transient by nature. Every other kind (empty,
+# corrupt, no_video_stream, unsupported_codec, too_large, not_found, decoder_error) is a property of the object and
+# is only retried when the object changes (new size/ETag) or on an explicit `--retry-failed`.
+RETRIABLE_KINDS = frozenset({"fetch_error", "embed_error", "decoder_crash"})
 
 # Table-level metadata key (Arrow schema metadata, persisted by Lance).
 METADATA_KEY = b"tara_batch"
@@ -81,6 +88,8 @@ def failures_table_schema() -> pa.Schema:
             pa.field(ERROR_STAGE, pa.string()),
             pa.field(ERROR_KIND, pa.string()),
             pa.field(ERROR_MESSAGE, pa.string()),
+            pa.field(ATTEMPT, pa.int32()),
+            pa.field(RETRIABLE, pa.bool_()),
             pa.field(CREATED_AT, pa.timestamp("us", tz="UTC")),
         ]
     )

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from tara_batch import schema as S
 from tara_batch import storage
+from tara_batch.catalog import resolve_table
 from tara_batch.config import S3Config, build, parse_overrides
 from tara_batch.errors import ConfigError, InputError
 from tara_batch.models.profile import ModelProfile
@@ -34,7 +35,8 @@ class SearchSession:
 
     @classmethod
     def open(cls, table_uri: str, *, model: str | None = None, overrides: list[str] | None = None,
-             load_model: bool = True) -> SearchSession:
+             load_model: bool = True, version: str | None = None) -> SearchSession:
+        """Open the live version of an index (or `version`); queries never see a version still being built."""
         tree = parse_overrides(overrides)
         unknown = sorted(set(tree) - {"s3"})
         if unknown:
@@ -42,9 +44,10 @@ class SearchSession:
         s3 = build(S3Config, tree.get("s3", {}), "s3.").options()
         ref = TableRef.parse(table_uri)
         db = connect(ref.db_uri, s3)
-        if not table_exists(db, ref.name):
-            raise InputError(f"no table {ref.name!r} in {ref.db_uri}")
-        table = db.open_table(ref.name)
+        name = resolve_table(ref.db_uri, ref.name, s3, version)
+        if not table_exists(db, name):
+            raise InputError(f"no table {name!r} in {ref.db_uri}")
+        table = db.open_table(name)
         meta = read_metadata(table)
         profile = ModelProfile(**meta["profile"]) if meta.get("profile") else ModelProfile()
         session = cls(table, meta, profile, s3, model or meta.get("checkpoint", {}).get("path"))

@@ -26,6 +26,20 @@ FAILURES_SUFFIX = "_failures"
 
 
 @dataclass(frozen=True)
+class FailureState:
+    etag: str | None
+    attempts: int
+    retriable: bool
+    kind: str
+    uri: str
+
+
+def _in_list(column: str, values: list[str]) -> str:
+    quoted = ",".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+@dataclass(frozen=True)
 class TableRef:
     db_uri: str
     name: str
@@ -107,10 +121,32 @@ class VideoTableWriter:
 
     def done_ids(self) -> dict[str, str]:
         """video_id -> etag of every row already embedded (the job skips these unless the object changed)."""
-        tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG]) if self.table.count_rows() else None
-        if tbl is None:
+        if not self.table.count_rows():
             return {}
+        tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG])
         return dict(zip(tbl.column(S.VIDEO_ID).to_pylist(), tbl.column(S.ETAG).to_pylist(), strict=True))
+
+    def failure_state(self) -> dict[str, FailureState]:
+        """Latest failure record per video: what a rerun needs to decide whether to retry it."""
+        if not self.failures.count_rows():
+            return {}
+        out: dict[str, FailureState] = {}
+        for r in self.failures.to_arrow().sort_by([(S.ATTEMPT, "ascending")]).to_pylist():
+            out[r[S.VIDEO_ID]] = FailureState(r[S.ETAG], int(r[S.ATTEMPT] or 1), bool(r[S.RETRIABLE]),
+                                              r[S.ERROR_KIND], r[S.URI])
+        return out
+
+    def prune_rows(self, video_ids: list[str]) -> int:
+        """Delete rows (and failure records) of videos that are gone from the source."""
+        if not video_ids:
+            return 0
+        before = self.table.count_rows()
+        for i in range(0, len(video_ids), 1000):
+            where = _in_list(S.VIDEO_ID, video_ids[i:i + 1000])
+            self.table.delete(where)
+            if self.failures.count_rows():
+                self.failures.delete(where)
+        return before - self.table.count_rows()
 
     def write_rows(self, rows: pa.Table) -> None:
         """Upsert embedded rows keyed on video_id: re-running a batch can never create a duplicate."""
@@ -124,10 +160,10 @@ class VideoTableWriter:
             self.failures.add(rows.cast(S.failures_table_schema()))
 
     def clear_failures(self, video_ids: list[str]) -> None:
-        """Drop older failure records of videos that have now been embedded."""
+        """Drop the failure records of videos that have now been embedded (the ledger lists open failures)."""
         if video_ids and self.failures.count_rows():
-            quoted = ",".join("'" + v.replace("'", "''") + "'" for v in video_ids)
-            self.failures.delete(f"{S.VIDEO_ID} IN ({quoted})")
+            for i in range(0, len(video_ids), 1000):
+                self.failures.delete(_in_list(S.VIDEO_ID, video_ids[i:i + 1000]))
 
     def count(self) -> int:
         return self.table.count_rows()

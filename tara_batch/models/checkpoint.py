@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Files that carry no weights or settings that change embeddings; skipped by the hash so that, e.g., a README edit
 # does not create a new model version.
-_HASH_SKIP = {"README.md", ".gitattributes"}
+_HASH_SKIP = {"README.md", ".gitattributes", "tara_batch_convert.json", "tara_batch_tiny.json"}
 _REQUIRED = ("config.json",)
 
 
@@ -85,7 +85,8 @@ def check_config(config: dict, where: str) -> None:
         raise ConfigError(
             "model.path",
             f"{where} is a {model_type!r} checkpoint; tara-batch loads the Qwen2-VL layout (model_type 'qwen2_vl'). "
-            "A Tarsier2/TARA checkpoint (model_type 'llava') must be converted to the Qwen2-VL layout first.",
+            "A Tarsier2/TARA checkpoint (model_type 'llava') must be converted first: "
+            "`tara-batch convert SRC DST`, then pass DST.",
         )
 
 

@@ -15,7 +15,7 @@ from tara_batch.models.backend import TransformersEmbedder
 from tara_batch.models.profile import get_profile
 from tara_batch.search import SearchSession
 from tara_batch.storage import list_videos
-from tara_batch.store import TableRef, connect
+from tara_batch.status import open_failures
 
 pytestmark = pytest.mark.integration
 BUCKET = "archive-embed"
@@ -26,9 +26,9 @@ def _s3_args(srv) -> list[str]:
             "s3.secret_access_key=testing"]
 
 
-def _open(table_uri: str, s3=None):
-    ref = TableRef.parse(table_uri)
-    return connect(ref.db_uri, s3).open_table(ref.name)
+def _open(table_uri: str):
+    """The live table of an index (what search uses)."""
+    return SearchSession.open(table_uri, load_model=False).table
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_rerun_skips_everything(s3_run, s3_server, tiny_model_dir, capsys):
     rc = embed_main(["--no-progress", f"input.source=s3://{BUCKET}/videos/", f"model.path={tiny_model_dir}",
                      f"output.table={s3_run}", *_s3_args(s3_server)])
     assert rc == 0
-    assert "already embedded 22, processed 0" in capsys.readouterr().out
+    assert "already embedded 22, permanently failed 0, processed 0" in capsys.readouterr().out
     assert _open(s3_run).count_rows() == 22
 
 
@@ -155,10 +155,8 @@ def test_bad_videos_become_failure_rows_and_the_job_goes_on(ray_session, sample_
     table = str(tmp_path / "db" / "mixed")
     assert embed_main(["--no-progress", f"input.source={src}", f"model.path={tiny_model_dir}",
                        f"output.table={table}", "input.extensions=null"]) == 0
-    ref = TableRef.parse(table)
-    db = connect(ref.db_uri)
-    assert db.open_table(ref.name).count_rows() == 3
-    failures = db.open_table(ref.name + "_failures").to_arrow().to_pylist()
+    assert _open(table).count_rows() == 3
+    failures = open_failures(table).to_pylist()
     kinds = {f[S.URI].rsplit("/", 1)[-1]: f[S.ERROR_KIND] for f in failures}
     assert len(failures) == len(bad)
     assert kinds["zero_bytes.mp4"] == "empty"

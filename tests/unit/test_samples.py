@@ -16,11 +16,14 @@ from tara_batch.samples import (
     DEFAULT_DURATIONS,
     DEFAULT_FPS,
     DEFAULT_SIZES,
+    EDGE_VIDEOS,
     add_display_rotation,
+    available_encoders,
     encode_video,
     main,
     make_clip_frames,
     write_bad_videos,
+    write_edge_videos,
     write_sample_archive,
 )
 
@@ -121,18 +124,73 @@ def test_write_bad_videos(tmp_path):
     assert set(paths) == set(BAD_VIDEO_KINDS)
     assert paths["zero_bytes.mp4"].stat().st_size == 0
     assert paths["random_bytes.mp4"].stat().st_size == 4096
-    truncated = paths["truncated.mp4"].read_bytes()
-    assert truncated[4:8] == b"ftyp" and b"moov" in truncated  # a real MP4 header, missing its second half
+    for name in ("truncated.mp4", "truncated_720p.mp4"):
+        truncated = paths[name].read_bytes()
+        assert truncated[4:8] == b"ftyp" and b"moov" in truncated  # a real MP4 header, missing the rest
+        with av.open(io.BytesIO(truncated)) as container:  # the index promises more bytes than there are
+            entries = container.streams.video[0].index_entries
+            assert max(e.pos + e.size for e in entries) > len(truncated)
+    with av.open(io.BytesIO(paths["truncated_720p.mp4"].read_bytes())) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height, stream.frames) == (1280, 720, 60)
     with av.open(io.BytesIO(paths["audio_only.m4a"].read_bytes())) as container:
         assert [s.type for s in container.streams] == ["audio"]
     assert b"not a video" in paths["not_a_video.txt"].read_bytes()
+    # A well-formed AVI: the demuxer finds one video stream, but no decoder knows its FourCC.
+    with av.open(io.BytesIO(paths["unknown_codec.avi"].read_bytes())) as container:
+        assert container.format.name == "avi"
+        assert [s.type for s in container.streams] == ["video"]
+        assert container.streams.video[0].codec_context is None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(BAD_VIDEO_KINDS)  # no temporary files left
 
 
+def test_write_edge_videos(tmp_path):
+    paths = write_edge_videos(tmp_path)
+    assert set(paths) <= set(EDGE_VIDEOS)
+    assert set(paths) >= {"vfr.mp4", "rotated_90.mp4", "one_frame.mp4", "mpeg4_bframes.avi", "h264.ts"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(paths)  # no temporary files left
+    expected_codecs = {
+        "vfr.mp4": "h264",
+        "rotated_90.mp4": "h264",
+        "one_frame.mp4": "h264",
+        "hevc.mp4": "hevc",
+        "vp9.webm": "vp9",
+        "mpeg4_bframes.avi": "mpeg4",
+        "av1.mp4": "av1",
+        "h264.ts": "h264",
+    }
+    expected_formats = {".mp4": "mov,mp4,m4a,3gp,3g2,mj2", ".webm": "matroska,webm", ".avi": "avi", ".ts": "mpegts"}
+    for name, path in paths.items():
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec.canonical_name == expected_codecs[name], name
+            assert container.format.name == expected_formats[path.suffix], name
+            frames = list(container.decode(stream))
+        expected_count = {"one_frame.mp4": 1, "rotated_90.mp4": 12, "av1.mp4": 12}.get(name, 30)
+        assert len(frames) == expected_count, name
+        assert frames[0].rotation == (90 if name == "rotated_90.mp4" else 0), name
+        assert (frames[0].width, frames[0].height) == (64, 48), name
+    # Variable frame rate: 0.1 s steps, then gaps of 0.3 and 0.4 s.
+    with av.open(str(paths["vfr.mp4"])) as container:
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    steps = np.round(np.diff(times), 3)
+    assert set(steps[:9].tolist()) == {0.1} and set(steps[10:].tolist()) == {0.3, 0.4}
+    # B-frames in the AVI: decode order differs from display order somewhere.
+    with av.open(str(paths["mpeg4_bframes.avi"])) as container:
+        kinds = {frame.pict_type.name for frame in container.decode(video=0)}
+    assert "B" in kinds
+
+
+def test_available_encoders_lists_what_the_samples_need():
+    encoders = available_encoders()
+    assert {"libx264", "mpeg4", "libvpx-vp9"} <= encoders
+    assert not any(name.startswith(("pcm_", "aac")) for name in encoders)  # video encoders only
+
+
 def test_cli_main_and_module_entry_point(tmp_path, capsys):
-    assert main([str(tmp_path / "x"), "-n", "2", "--bad"]) == 0
+    assert main([str(tmp_path / "x"), "-n", "2", "--bad", "--edge"]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 2 + len(BAD_VIDEO_KINDS)
+    assert len(printed) == 2 + len(BAD_VIDEO_KINDS) + len(write_edge_videos(tmp_path / "again"))
     assert all(Path(p).exists() for p in printed)
     result = subprocess.run(
         [sys.executable, "-m", "tara_batch.samples", str(tmp_path / "y"), "-n", "1"],

@@ -76,8 +76,11 @@ def test_failures_recorded_and_cleared(tmp_path):
     w.write_failures(pa.table({
         S.VIDEO_ID: ["a", "b"], S.URI: ["/a", "/b"], S.SIZE: pa.array([0, 5], pa.int64()), S.ETAG: ["x", "y"],
         S.MODEL_ID: ["m1", "m1"], S.ERROR_STAGE: ["decode", "decode"], S.ERROR_KIND: ["empty", "corrupt"],
-        S.ERROR_MESSAGE: ["zero bytes", "moov atom not found"], S.CREATED_AT: pa.array([now, now], pa.timestamp("us", tz="UTC")),
+        S.ERROR_MESSAGE: ["zero bytes", "moov atom not found"], S.ATTEMPT: pa.array([1, 2], pa.int32()),
+        S.RETRIABLE: [False, False], S.CREATED_AT: pa.array([now, now], pa.timestamp("us", tz="UTC")),
     }))
+    state = w.failure_state()
+    assert (state["b"].attempts, state["b"].kind, state["b"].retriable) == (2, "corrupt", False)
     w.clear_failures(["a"])
     assert w.failures.to_arrow().column(S.VIDEO_ID).to_pylist() == ["b"]
 

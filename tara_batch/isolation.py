@@ -1,0 +1,412 @@
+"""Crash containment: run a frame sampler in a long-lived child process, so a decoder crash fails one video only.
+
+What: `IsolatedSampler("decord")` has the `FrameSampler` interface (`sample(data, num_frames, max_pixels) ->
+DecodedVideo`) and gives the same frames as `get_sampler("decord")`, but the decoding happens in a child interpreter
+that is started once and reused. If the child dies while sampling a video (SIGSEGV, SIGABRT, any exit) or takes
+longer than `timeout_s`, that video raises `DecodeError("decoder_crash", <signal or exit code>)`, the child is
+restarted on the next call, and the caller carries on. Ordinary bad inputs still raise their usual `DecodeError`.
+`get_sampler(name, isolate=True)` returns one.
+
+Why: decord 0.6 segfaults on some truncated MP4s read from memory (docs: stack-notes "Video decoding"), and a
+segfault in a Ray decode actor kills every video of its batch and the actor with them. The PyAV pre-check in
+`DecordSampler` avoids the known crash; this is the safety net for the crashes nobody anticipated (native decoders,
+any backend). How the child is started and why:
+* Fork + exec of a fresh interpreter (`subprocess.Popen`), never a bare fork: the parent may hold threads (Ray,
+  LanceDB, torch) whose locks a forked child would inherit in a held state. This is the primitive multiprocessing's
+  "spawn" start method uses too (`_posixsubprocess.fork_exec`); multiprocessing itself is not used because its spawn
+  re-imports the parent's `__main__` in the child, which in a Ray actor is Ray's `default_worker.py` (`import ray`
+  in every decoder child) and in user scripts without a main guard re-runs the script.
+* One socketpair carries everything: the input bytes go raw (no pickling, no extra copy on either side), the result
+  comes back as a pickled `DecodedVideo` (numpy frames) or a pickled exception.
+* No orphans: the child exits on EOF from the parent (parent closed, exited or was killed: the kernel closes its
+  end) and a watchdog thread in the child exits when its parent process changes (covers a parent killed while the
+  child is busy decoding, or a parent end of the socket leaked into a forked grandchild). `close()`, `with` and
+  garbage collection stop the child explicitly. SIGINT is ignored in the child: Ctrl-C in a terminal goes to the
+  whole process group, and the parent decides what stops.
+
+Cost (benchmarks/memory.py measures it; numbers in docs/LOG.md): one child per sampler, started once (~0.3-0.6 s,
+the imports of PyAV/numpy/decord, ~60-90 MiB RSS); per video a copy of the input bytes to the child and of the
+sampled frames back (about 1 ms on small clips). While a video is being sampled its bytes are held twice: once by
+the caller, once by the child.
+
+How to run (library module):
+    from tara_batch.isolation import IsolatedSampler
+    with IsolatedSampler("decord") as sampler:
+        video = sampler.sample(open("clip.mp4", "rb").read(), num_frames=8, max_pixels=460_800)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tara_batch.decode import SAMPLERS, DecodedVideo, DecodeError
+
+logger = logging.getLogger(__name__)
+
+# Test-only inner sampler (`CrashTestSampler`): usable only when this variable is "1" in the parent's environment
+# (the child inherits it). Production configs cannot reach it: `decode.backend` accepts SAMPLERS only.
+TEST_HOOKS_ENV = "TARA_BATCH_TEST_HOOKS"
+CRASH_TEST_SAMPLER = "crash-test"
+
+_REQUEST = struct.Struct("!QQQ")  # num_frames, max_pixels, payload bytes; then the payload
+_REPLY = struct.Struct("!BQ")  # status, pickle bytes; then the pickle
+_READY, _OK, _ERROR = 1, 2, 3
+_START_TIMEOUT_S = 120.0  # importing PyAV/decord on a cold, busy node can take a while
+_STOP_TIMEOUT_S = 5.0
+_WATCHDOG_PERIOD_S = 0.5
+
+
+class IsolatedSampler:
+    """`FrameSampler` that samples in a long-lived child process; a crash or timeout fails one video only.
+
+    `inner_name` is a backend of `tara_batch.decode.SAMPLERS`; `threads` and `max_source_pixels` are passed to it,
+    and so are `inner_options` (JSON-serialisable constructor keywords, e.g. `{"precheck": False}` for decord).
+    `timeout_s` bounds one `sample` call, including the transfer of the bytes. Not thread-safe across concurrent
+    calls in the sense of parallelism: calls are serialised by a lock (one child, one video at a time).
+    """
+
+    def __init__(
+        self,
+        inner_name: str,
+        threads: int = 1,
+        *,
+        timeout_s: float = 120.0,
+        max_source_pixels: int | None = None,
+        inner_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if inner_name == CRASH_TEST_SAMPLER:
+            if os.environ.get(TEST_HOOKS_ENV) != "1":
+                raise ValueError(f"sampler {CRASH_TEST_SAMPLER!r} is for tests only: set {TEST_HOOKS_ENV}=1")
+        elif inner_name not in SAMPLERS:
+            raise ValueError(f"unknown frame sampler {inner_name!r}; valid choices: {', '.join(SAMPLERS)}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.name = inner_name
+        self.threads = threads
+        self.timeout_s = float(timeout_s)
+        self.max_source_pixels = max_source_pixels
+        self._spec = json.dumps(
+            {
+                "name": inner_name,
+                "threads": threads,
+                "max_source_pixels": max_source_pixels,
+                "options": dict(inner_options or {}),
+            }
+        )
+        self._lock = threading.Lock()
+        self._slot = _Slot()
+        self._closed = False
+        self.restarts = 0  # children started after a crash or timeout
+        # Runs on garbage collection and at interpreter exit (weakref.finalize registers with atexit).
+        self._finalizer = weakref.finalize(self, self._slot.stop)
+        self._start()  # eagerly: a missing decoder library fails at construction, not on the first video
+
+    # -- public API ------------------------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the current child (None before a restart)."""
+        child = self._slot.child
+        return child.process.pid if child is not None else None
+
+    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo:
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("IsolatedSampler is closed")
+            if self._slot.child is None:
+                self.restarts += 1
+                self._start()
+            child = self._slot.child
+            assert child is not None
+            status, payload = child.request(data, num_frames, max_pixels, self.timeout_s)
+            if status == _OK:
+                return pickle.loads(payload)
+            if status == _ERROR:
+                raise _load_error(payload)
+            # The child is dead or hung: reap it, report this video, restart on the next call. A dead child is only
+            # waited for (killing it first would replace its real signal with SIGKILL); a hung one is killed.
+            self._slot.child = None
+            description = child.stop(kill=status == "timeout")
+            what = f"exceeded the {self.timeout_s:g} s timeout and was killed" if status == "timeout" else description
+            message = f"{self.name} decoder process (pid {child.process.pid}) {what} while sampling {len(data)} bytes"
+            logger.warning("%s; restarting it", message)
+            raise DecodeError("decoder_crash", message)
+
+    def close(self) -> None:
+        """Stop the child (EOF, then SIGKILL after 5 s). Idempotent; `sample` raises afterwards."""
+        with self._lock:
+            self._closed = True
+        self._finalizer()  # runs _Slot.stop once
+
+    def __enter__(self) -> IsolatedSampler:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._slot.child = _Child.start(self._spec)
+
+
+class _Slot:
+    """The current child, held outside the sampler so that the finalizer does not keep the sampler alive."""
+
+    def __init__(self) -> None:
+        self.child: _Child | None = None
+
+    def stop(self) -> None:
+        child, self.child = self.child, None
+        if child is not None:
+            child.stop(kill=False)
+
+
+def _load_error(payload: bytes) -> BaseException:
+    try:
+        error = pickle.loads(payload)
+    except Exception as unpickle_error:  # pragma: no cover - _dump_error already falls back to a RuntimeError
+        return RuntimeError(f"decoder process raised an exception that cannot be unpickled: {unpickle_error}")
+    return error if isinstance(error, BaseException) else RuntimeError(repr(error))
+
+
+def _dump_error(error: BaseException) -> bytes:
+    try:
+        payload = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(payload)  # some exceptions pickle but do not unpickle (custom __init__ signatures)
+        return payload
+    except Exception:
+        return pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "did not exit"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {-returncode} ({name})"
+    return f"exited with code {returncode}"
+
+
+class _Child:
+    """One child process and the parent's end of its socket."""
+
+    def __init__(self, process: subprocess.Popen, sock: socket.socket) -> None:
+        self.process = process
+        self.sock = sock
+        self._stopped = False
+
+    @classmethod
+    def start(cls, spec: str) -> _Child:
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ)
+        # Import tara_batch in the child from wherever the parent imported it (a checkout, a Ray working_dir).
+        package_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        fd = child_sock.fileno()
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from tara_batch.isolation import _child_main; _child_main(int(sys.argv[1]), sys.argv[2])",
+            str(fd),
+            spec,
+        ]
+        try:
+            process = subprocess.Popen(command, pass_fds=(fd,), stdin=subprocess.DEVNULL, env=env, close_fds=True)
+        finally:
+            child_sock.close()  # only the child holds it now: its death means EOF for us
+        child = cls(process, parent_sock)
+        status, payload = child._read_reply(time.monotonic() + _START_TIMEOUT_S)
+        if status != _READY:
+            reason = child.stop(kill=True)
+            if status == _ERROR:
+                raise RuntimeError(f"decoder process failed to start: {_load_error(payload)!r}")
+            raise RuntimeError(f"decoder process {reason} during start-up ({status})")
+        return child
+
+    def request(self, data: bytes, num_frames: int, max_pixels: int, timeout_s: float) -> tuple[Any, bytes]:
+        """(status, payload): _OK/_ERROR with a pickle, or 'died'/'timeout' with b''."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.sock.settimeout(timeout_s)
+            self.sock.sendall(_REQUEST.pack(num_frames, max_pixels, len(data)))
+            if len(data):
+                self.sock.sendall(memoryview(data))
+        except TimeoutError:
+            return "timeout", b""
+        except OSError:  # BrokenPipe / ConnectionReset: the child died while reading the bytes
+            return "died", b""
+        return self._read_reply(deadline)
+
+    def _read_reply(self, deadline: float) -> tuple[Any, bytes]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+            return "timeout", b""
+        try:
+            self.sock.settimeout(max(1.0, deadline - time.monotonic()))
+            header = _recv_exact(self.sock, _REPLY.size)
+            if header is None:
+                return "died", b""
+            status, size = _REPLY.unpack(header)
+            payload = _recv_exact(self.sock, size) if size else b""
+        except TimeoutError:
+            return "timeout", b""
+        except OSError:
+            return "died", b""
+        if payload is None:
+            return "died", b""
+        return status, payload
+
+    def stop(self, *, kill: bool) -> str:
+        """Stop the child and reap it; returns how it ended (for messages)."""
+        if not self._stopped:
+            self._stopped = True
+            if kill and self.process.poll() is None:
+                self.process.kill()
+            self.sock.close()  # EOF: an idle child exits on its own
+            try:
+                self.process.wait(timeout=_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return _describe_exit(self.process.returncode)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    """Exactly `size` bytes, or None on EOF. One allocation in the common case (MSG_WAITALL fills it at once)."""
+    chunk = sock.recv(size, socket.MSG_WAITALL)
+    if len(chunk) == size:
+        return chunk
+    chunks, received = [chunk], len(chunk)
+    while received < size:  # a signal interrupted MSG_WAITALL, or EOF
+        chunk = sock.recv(size - received, socket.MSG_WAITALL)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Child side.
+
+
+class CrashTestSampler:
+    """TEST ONLY: a PyAV sampler that really kills its process on request, to test crash containment.
+
+    Input starting with b"CRASH:" selects the failure: SEGV (reads address 0: a real SIGSEGV), ABORT (os.abort:
+    SIGABRT), EXIT (os._exit(3)), HANG (sleeps far past any timeout), RAISE (a plain RuntimeError), PID (returns
+    normally after writing the child's pid into `fps`, for tests that need it). Anything else is sampled by PyAV.
+    Constructed only in the child of an IsolatedSampler, only with TARA_BATCH_TEST_HOOKS=1.
+    """
+
+    name = CRASH_TEST_SAMPLER
+
+    def __init__(self, threads: int = 1, *, max_source_pixels: int | None = None) -> None:
+        if os.environ.get(TEST_HOOKS_ENV) != "1":
+            raise RuntimeError(f"{CRASH_TEST_SAMPLER} needs {TEST_HOOKS_ENV}=1")
+        from tara_batch.decode import PyAVSampler
+
+        self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels)
+
+    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo:
+        if data.startswith(b"CRASH:"):
+            how = bytes(data[6:12]).split(b"\n")[0].strip()
+            if how == b"SEGV":
+                import ctypes
+
+                ctypes.string_at(0)  # dereferences NULL: SIGSEGV
+            elif how == b"ABORT":
+                os.abort()
+            elif how == b"EXIT":
+                os._exit(3)
+            elif how == b"HANG":
+                time.sleep(3600)
+            elif how == b"RAISE":
+                raise RuntimeError("crash-test: raised on request")
+            elif how == b"PID":
+                import numpy as np
+
+                empty = np.zeros((0, 1, 1, 3), np.uint8)
+                return DecodedVideo(empty, np.zeros(0, np.int64), 0, float(os.getpid()), float(os.getppid()))
+        return self._pyav.sample(data, num_frames, max_pixels)
+
+
+def _make_inner(spec: Mapping[str, Any]) -> Any:
+    from tara_batch.decode import DecordSampler, PyAVSampler
+
+    classes = {"pyav": PyAVSampler, "decord": DecordSampler, CRASH_TEST_SAMPLER: CrashTestSampler}
+    cls = classes[spec["name"]]
+    return cls(spec["threads"], max_source_pixels=spec["max_source_pixels"], **spec["options"])
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # Reparenting (to init or a subreaper) means the parent process is gone; exit even in the middle of a decode.
+    while True:
+        time.sleep(_WATCHDOG_PERIOD_S)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _send_reply(sock: socket.socket, status: int, payload: bytes) -> None:
+    sock.sendall(_REPLY.pack(status, len(payload)))
+    if payload:
+        sock.sendall(payload)
+
+
+def _child_main(fd: int, spec_json: str) -> None:
+    """Entry point of the child: build the inner sampler, then serve requests until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="parent-watchdog").start()
+    sock = socket.socket(fileno=fd)
+    try:
+        sampler = _make_inner(json.loads(spec_json))
+    except BaseException as error:
+        _send_reply(sock, _ERROR, _dump_error(error))
+        return
+    _send_reply(sock, _READY, b"")
+    while True:
+        try:
+            header = _recv_exact(sock, _REQUEST.size)
+        except OSError:
+            header = None
+        if header is None:
+            return  # the parent closed its end or died
+        num_frames, max_pixels, size = _REQUEST.unpack(header)
+        data = _recv_exact(sock, size) if size else b""
+        if data is None:
+            return
+        try:
+            result = sampler.sample(data, num_frames, max_pixels)
+            status, payload = _OK, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as error:  # every exception goes back to the caller, who decides
+            status, payload = _ERROR, _dump_error(error)
+        del data
+        try:
+            _send_reply(sock, status, payload)
+        except OSError:
+            return

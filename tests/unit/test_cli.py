@@ -1,0 +1,35 @@
+"""The CLI's model commands: Tarsier2 layout -> convert -> a checkpoint the embedder loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from tara_batch.cli import main
+
+
+def test_convert_via_cli_then_embed_loads(tmp_path, capsys):
+    from tara_batch.models.backend import TransformersEmbedder
+    from tara_batch.models.profile import get_profile
+
+    src, dst = tmp_path / "tarsier", tmp_path / "qwen"
+    assert main(["-q", "make-tiny-model", str(src), "--layout", "tarsier2"]) == 0
+    # The unconverted layout is refused with a pointer to `convert`.
+    from tara_batch.errors import ConfigError
+    from tara_batch.models.checkpoint import resolve_checkpoint
+
+    with pytest.raises(ConfigError, match="tara-batch convert"):
+        resolve_checkpoint(str(src))
+    assert main(["-q", "convert", str(src), str(dst)]) == 0
+    assert (dst / "tara_batch_convert.json").exists()
+    emb = TransformersEmbedder(resolve_checkpoint(str(dst)), get_profile())
+    assert emb.embed_texts(["a cat"]).shape == (1, 128)
+    capsys.readouterr()
+    assert main(["-q", "convert", str(dst), str(tmp_path / "again")]) == 0
+    assert "already in the Qwen2-VL layout" in capsys.readouterr().out
+    assert not (tmp_path / "again").exists()
+
+
+def test_unknown_override_exits_2(tmp_path, capsys):
+    assert main(["-q", "embed", "--input", str(tmp_path), "--model", str(tmp_path), "--table",
+                 str(tmp_path / "db" / "t"), "decode.nope=1"]) == 2
+    assert "decode.nope" in capsys.readouterr().err
