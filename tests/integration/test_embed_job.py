@@ -14,8 +14,8 @@ from tara_batch.decode import get_sampler
 from tara_batch.models.backend import TransformersEmbedder
 from tara_batch.models.profile import get_profile
 from tara_batch.search import SearchSession
-from tara_batch.storage import list_videos
 from tara_batch.status import open_failures
+from tara_batch.storage import list_videos
 
 pytestmark = pytest.mark.integration
 BUCKET = "archive-embed"
