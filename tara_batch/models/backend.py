@@ -127,12 +127,14 @@ class TransformersEmbedder:
         batch = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
         if "pixel_values_videos" in batch:
             batch["pixel_values_videos"] = batch["pixel_values_videos"].to(self.dtype)
-        else:
-            # Text only: M-RoPE degenerates to 1-D positions; count them from the first real token so a left-padded
-            # row gets the same positions as when it runs alone.
-            mask = batch["attention_mask"]
-            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)  # [batch, seq]
-            batch["position_ids"] = pos.unsqueeze(0).expand(3, -1, -1)
+        cfg = self.model.config
+        # Explicit M-RoPE positions, always: transformers 5.19 numbers the text after a clip from max(h, w) instead
+        # of from the largest position used (which includes the clip's temporal extent), unlike Qwen2-VL's original
+        # code, Tarsier2's and vLLM's; and for text-only batches it would count left padding. See docs/LOG.md.
+        batch["position_ids"] = mrope_positions(
+            batch["input_ids"], batch["attention_mask"], batch.get("video_grid_thw"), int(cfg.video_token_id),
+            int(cfg.vision_config.spatial_merge_size),
+        )
         with torch.inference_mode():
             out = self.model(**batch, use_cache=False)
         last = out.last_hidden_state[:, -1, :].float()  # [batch, dim]: final-norm state at the last real token
@@ -152,6 +154,42 @@ class TransformersEmbedder:
         if not videos:
             return np.zeros((0, self.dim), np.float32)
         return self.forward(self.video_inputs(videos, edits))
+
+
+def mrope_positions(input_ids, attention_mask, video_grid_thw, video_token_id: int, merge: int):
+    """Qwen2-VL's original 3-D (time, height, width) positions for a left-padded batch: [3, batch, seq].
+
+    Text tokens advance all three axes together; a clip's tokens get (t, h, w) grid coordinates offset by the
+    position where the clip starts; the text after a clip resumes at 1 + the largest position used so far.
+    Padding positions are 0 (masked out of attention anyway). Each row is numbered from its first real token, so a
+    row gets the same positions in a batch as alone.
+    """
+    import torch
+
+    positions = torch.zeros(3, *input_ids.shape, dtype=torch.long, device=input_ids.device)
+    grids = iter(video_grid_thw.tolist() if video_grid_thw is not None else [])
+    for b in range(input_ids.shape[0]):
+        mask = attention_mask[b].bool()
+        ids = input_ids[b][mask]
+        is_video = (ids == video_token_id).tolist()
+        chunks, i, start, n = [], 0, 0, len(is_video)
+        while i < n:
+            if is_video[i]:
+                t, h, w = next(grids)
+                h, w = h // merge, w // merge
+                grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"))
+                chunks.append(grid.reshape(3, -1) + start)  # [3, t*h*w]
+                start = int(chunks[-1].max()) + 1
+                i += t * h * w
+            else:
+                j = i
+                while j < n and not is_video[j]:
+                    j += 1
+                chunks.append(torch.arange(start, start + j - i).expand(3, -1))
+                start += j - i
+                i = j
+        positions[:, b, mask] = torch.cat(chunks, dim=1).to(positions.device)
+    return positions
 
 
 def default_threads() -> int | None:

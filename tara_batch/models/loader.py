@@ -23,9 +23,14 @@ class EmbedderSpec:
     def __call__(self):
         from tara_batch.models.backend import TransformersEmbedder
         from tara_batch.models.checkpoint import resolve_checkpoint
+        from tara_batch.models.vllm_backend import choose_backend
 
         path = resolve_checkpoint(self.model_uri, self.s3)
-        # "auto" means transformers until a second engine is installed and selected (vLLM: see README roadmap).
+        # Resolved here, inside the actor: that is where the GPU is (the driver may have none).
+        if choose_backend(self.backend) == "vllm":
+            from tara_batch.models.vllm_backend import VLLMEmbedder
+
+            return VLLMEmbedder(path, self.profile, device=self.device, threads=self.threads)
         return TransformersEmbedder(path, self.profile, device=self.device, threads=self.threads)
 
 

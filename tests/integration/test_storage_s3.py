@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import multiprocessing
-import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +15,7 @@ import pytest
 from tara_batch.errors import InputError
 from tara_batch.schema import ETAG, SIZE, URI, listing_schema
 from tara_batch.storage import ObjectTooLarge, list_videos, read_bytes, read_manifest, video_id_for
+from tests.faults import FaultProxy
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -188,106 +185,7 @@ def test_ray_workers_read_over_http(server, videos, ray_session):
     assert [len(b) for b in blobs] == [1000, 2000, 3000, 4000]
 
 
-# --- transient errors: a fault-injecting proxy in front of moto -----------------------------------------------------------
-
-
-class FaultProxy:
-    """A loopback HTTP proxy (reverse proxy) to moto that misbehaves on purpose, a bounded number of times.
-
-    fail_next: answer that many requests with 503 SlowDown (what S3 sends when a prefix is throttled).
-    truncate_next_get: for that many GETs, send the headers and half the body, then drop the connection.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlparse(upstream)
-        self.fail_next = 0
-        self.truncate_next_get = 0
-        self.after_truncate = None  # optional callback, run after a truncated response was sent
-        self.requests: list[tuple[str, str, int]] = []  # (method, path, status sent)
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, like S3; every response carries a Content-Length
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with proxy._lock:
-                    fail = proxy.fail_next > 0
-                    if fail:
-                        proxy.fail_next -= 1
-                    truncate = (
-                        not fail and self.command == "GET" and proxy.truncate_next_get > 0 and "?" not in self.path
-                    )
-                    if truncate:
-                        proxy.truncate_next_get -= 1
-                if fail:
-                    # Recorded before responding: the client may assert on it as soon as it has the response.
-                    proxy.requests.append((self.command, self.path, 503))
-                    payload = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    proxy.requests.append((self.command, self.path, resp.status))
-                    self.send_response(resp.status)
-                    for k, v in resp.getheaders():
-                        if k.lower() not in (
-                            "transfer-encoding",
-                            "connection",
-                            "keep-alive",
-                            "content-length",
-                            "date",
-                            "server",
-                        ):
-                            self.send_header(k, v)
-                    if self.command == "HEAD":
-                        self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
-                    else:
-                        self.send_header("Content-Length", str(len(data)))
-                    if truncate:
-                        self.send_header("Connection", "close")
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data[: len(data) // 2] if truncate else data)
-                    if truncate:
-                        self.wfile.flush()
-                        self.close_connection = True
-                        if proxy.after_truncate is not None:
-                            proxy.after_truncate()
-                finally:
-                    conn.close()
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.endpoint_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def statuses(self) -> list[int]:
-        return [s for _, _, s in self.requests]
+# --- transient errors: a fault-injecting proxy in front of moto (tests/faults.py) ---------------------------------------
 
 
 def test_throttling_503_is_retried(server, videos):

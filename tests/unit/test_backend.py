@@ -79,3 +79,35 @@ def test_composed_prompt_runs_and_depends_on_edit(embedder):
     v = _videos()[0]
     a, b = embedder.embed_composed([v, v], ["make it night", "reverse the motion"])
     assert float(a @ b) < 0.99999
+
+
+def _reference_positions(n_text_before: int, grid: tuple[int, int, int], n_text_after: int) -> np.ndarray:
+    """Qwen2-VL's original numbering written out by hand for one row: text, clip (t, h, w merged), text."""
+    t, h, w = grid
+    pos = [[i, i, i] for i in range(n_text_before)]
+    s = n_text_before
+    pos += [[s + a, s + b, s + c] for a in range(t) for b in range(h) for c in range(w)]
+    s = s + max(t, h, w)  # resume after the largest position used, temporal extent included
+    pos += [[s + i, s + i, s + i] for i in range(n_text_after)]
+    return np.array(pos).T  # [3, seq]
+
+
+def test_video_positions_follow_original_qwen2vl_including_time(embedder):
+    from tara_batch.models.backend import mrope_positions
+
+    long_low_res = np.zeros((8, 56, 56, 3), np.uint8)  # grid (8, 4, 4) -> merged (8, 2, 2): time dominates
+    inputs = embedder.video_inputs([long_low_res, _videos()[1]])
+    cfg = embedder.model.config
+    pos = mrope_positions(inputs["input_ids"], inputs["attention_mask"], inputs["video_grid_thw"],
+                          cfg.video_token_id, cfg.vision_config.spatial_merge_size)
+    ids = inputs["input_ids"][0][inputs["attention_mask"][0].bool()].tolist()
+    first = ids.index(cfg.video_token_id)
+    n_vid = ids.count(cfg.video_token_id)
+    ref = _reference_positions(first, (8, 2, 2), len(ids) - first - n_vid)
+    row = pos[:, 0, inputs["attention_mask"][0].bool()].numpy()
+    np.testing.assert_array_equal(row, ref)
+    # transformers 5.19's own numbering differs on exactly this kind of clip (why we pass positions explicitly)
+    own, _ = embedder.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
+                                           image_grid_thw=None, video_grid_thw=inputs["video_grid_thw"],
+                                           attention_mask=inputs["attention_mask"])
+    assert not np.array_equal(own[:, 0, inputs["attention_mask"][0].bool()].numpy(), ref)

@@ -33,3 +33,17 @@ def test_unknown_override_exits_2(tmp_path, capsys):
     assert main(["-q", "embed", "--input", str(tmp_path), "--model", str(tmp_path), "--table",
                  str(tmp_path / "db" / "t"), "decode.nope=1"]) == 2
     assert "decode.nope" in capsys.readouterr().err
+
+
+def test_backend_choice_without_vllm(monkeypatch):
+    import importlib.util
+
+    from tara_batch.errors import ConfigError
+    from tara_batch.models import vllm_backend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    assert vllm_backend.choose_backend("auto") == "transformers"
+    assert vllm_backend.choose_backend("transformers") == "transformers"
+    with pytest.raises(ConfigError, match="model.backend"):
+        vllm_backend.choose_backend("vllm")
