@@ -174,6 +174,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from tara_batch.models.profile import get_profile
+    from tara_batch.smoke import run_smoke
+
+    rep = run_smoke(args.model, get_profile(num_frames=args.frames), video=args.video, golden=args.golden,
+                    backends=args.backends, device=args.device)
+    print(rep.render())
+    return 0 if rep.passed else 1
+
+
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     if args.layout == "tarsier2":
         from tara_batch.models.tiny_tarsier import build_tiny_tarsier
@@ -298,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--no-verify", action="store_true", help="skip the load check of the result")
     cv.add_argument("--overwrite", action="store_true", help="replace a non-empty dst")
     cv.set_defaults(func=cmd_convert)
+
+    sm = sub.add_parser("smoke", help="check a checkpoint: both backends' token ids and cosines, golden cosines")
+    sm.add_argument("--model", required=True)
+    sm.add_argument("--video", help="a video file (folding_paper.mp4 from the TARA repository for --golden)")
+    sm.add_argument("--golden", action="store_true", help="check the published cosines (real TARA weights)")
+    sm.add_argument("--frames", type=int, default=8)
+    sm.add_argument("--backends", choices=["both", "transformers", "vllm"], default="both")
+    sm.add_argument("--device", default="auto")
+    sm.set_defaults(func=cmd_smoke)
 
     m = sub.add_parser("make-tiny-model", help="build a tiny random Qwen2-VL checkpoint offline (tests, demos)")
     m.add_argument("out_dir")

@@ -199,8 +199,10 @@ def test_reembed_new_version_switches_atomically(ray_session, sample_dir, tiny_m
     model_b_id = next(m for m in states if m != model_a)
     assert states[model_b_id] == ("building", 6)
     assert live_vector()[0] == model_a
-    # full backfill: B completes and becomes live in one switch
-    assert embed_main([*base, f"model.path={model_b}"]) == 0
+    # full backfill through the scheduled job script: B completes and becomes live in one switch
+    from ray_jobs.reembed import main as reembed_main
+
+    assert reembed_main([*base, f"model.path={model_b}"]) == 0
     assert index_status(index)["live"] == model_b_id
     live_id, vec = live_vector()
     assert live_id == model_b_id and not np.allclose(vec, probe[S.EMBEDDING])

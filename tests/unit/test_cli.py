@@ -47,3 +47,14 @@ def test_backend_choice_without_vllm(monkeypatch):
     assert vllm_backend.choose_backend("transformers") == "transformers"
     with pytest.raises(ConfigError, match="model.backend"):
         vllm_backend.choose_backend("vllm")
+
+
+def test_smoke_runs_and_golden_check_can_fail(tiny_model_dir, sample_dir, capsys):
+    video = str(sorted(sample_dir.glob("*.mp4"))[0])
+    assert main(["-q", "smoke", "--model", str(tiny_model_dir), "--video", video, "--backends", "transformers"]) == 0
+    assert "SMOKE: PASS" in capsys.readouterr().out
+    # a random tiny model cannot reproduce TARA's published cosines: the check must say FAIL
+    assert main(["-q", "smoke", "--model", str(tiny_model_dir), "--video", video, "--golden",
+                 "--backends", "transformers"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  golden cosine 'someone is folding a paper'" in out and "SMOKE: FAIL" in out

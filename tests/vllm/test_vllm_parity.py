@@ -237,3 +237,11 @@ def test_empty_and_bad_inputs(vl):
         vl.embed_composed(synthetic_videos()[:2], ["one edit"])
     with pytest.raises(ValueError, match="uint8"):
         vl.embed_videos([np.zeros((2, 56, 56, 3), np.float32)])
+
+
+def test_smoke_command_passes_on_cpu(tiny_model_dir, capsys):
+    from tara_batch.cli import main
+
+    assert main(["-q", "smoke", "--model", str(tiny_model_dir), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  video: identical prompt token ids" in out and "SMOKE: PASS" in out
