@@ -171,7 +171,7 @@ def test_checkpoint_from_s3_is_fetched_once_and_matches(ray_session, s3_server, 
     s3_server.upload_dir(tiny_model_dir, "models-tiny", "tiny/")
     table = str(tmp_path / "db" / "from_s3_model")
     assert embed_main(["--no-progress", f"input.source={sample_dir}", "model.path=s3://models-tiny/tiny/",
-                       f"output.table={table}", "input.limit=4", *_s3_args(s3_server)]) == 0
+                       f"output.table={table}", "input.glob=clip_000[0-3].mp4", *_s3_args(s3_server)]) == 0
     got = _by_name(_open(table))
     assert len(got) == 4
     for name, vec in got.items():

@@ -137,10 +137,15 @@ def test_text_hidden_states_equal_reference(embedder, reference):
 
 
 def test_video_hidden_states_equal_reference(embedder, reference):
+    from tara_batch.models.backend import mrope_positions
+
     videos = _videos()
     inputs = embedder.video_inputs(videos)
     video_token = embedder.model.config.video_token_id
     assert "pixel_values_videos" in inputs and (inputs["input_ids"] == video_token).sum() > 0
+    # both models get the original Qwen2-VL positions, as the embedder passes them
+    inputs["position_ids"] = mrope_positions(inputs["input_ids"], inputs["attention_mask"], inputs["video_grid_thw"],
+                                             video_token, embedder.model.config.vision_config.spatial_merge_size)
     ref = _assert_same_hidden_states(embedder, reference, inputs)
     np.testing.assert_allclose(embedder.embed_videos(videos), l2_normalize(ref.last_hidden_state[:, -1].numpy()),
                                atol=1e-5)
