@@ -184,6 +184,12 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if rep.passed else 1
 
 
+def cmd_make_triplets(args: argparse.Namespace) -> int:
+    from tara_batch.train.triplets import run
+
+    return run(args)
+
+
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     if args.layout == "tarsier2":
         from tara_batch.models.tiny_tarsier import build_tiny_tarsier
@@ -317,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--backends", choices=["both", "transformers", "vllm"], default="both")
     sm.add_argument("--device", default="auto")
     sm.set_defaults(func=cmd_smoke)
+
+    mt = sub.add_parser("make-triplets", help="training triplets with hard negatives: temporal, negation, core, "
+                        "composed, order (T3), or a mix of them")
+    from tara_batch.train.triplets import add_arguments  # cheap: no torch / ray imports
+
+    add_arguments(mt)
+    mt.set_defaults(func=cmd_make_triplets)
 
     m = sub.add_parser("make-tiny-model", help="build a tiny random Qwen2-VL checkpoint offline (tests, demos)")
     m.add_argument("out_dir")

@@ -1,0 +1,1 @@
+"""Text-only contrastive fine-tuning of TARA (triplets, InfoNCE, Ray Train)."""
