@@ -101,13 +101,25 @@ class DecodeConfig:
     batch_size: int = 4
     num_cpus: float = 0.5
     concurrency: int | None = None
+    # Decoder in a child process (crash containment). None: on for decord (segfaults on some truncated MP4s), off
+    # for PyAV (never seen to crash; isolation costs a second copy of the input bytes and a few % of time).
+    isolate: bool | None = None
+    timeout_s: float = 300.0  # an isolated decode running longer is killed: retriable `decoder_crash`
+    max_source_pixels: int | None = 8_847_360  # frames above DCI 4K (4096x2160) are `too_large` failures
 
     def __post_init__(self) -> None:
         _choice("decode.backend", self.backend, DECODE_BACKENDS)
+        _positive("decode.timeout_s", self.timeout_s)
+        _positive("decode.max_source_pixels", self.max_source_pixels, allow_none=True)
         _positive("decode.threads", self.threads)
         _positive("decode.batch_size", self.batch_size)
         _positive("decode.num_cpus", self.num_cpus)
         _positive("decode.concurrency", self.concurrency, allow_none=True)
+
+
+    @property
+    def isolated(self) -> bool:
+        return self.backend == "decord" if self.isolate is None else self.isolate
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ always included), turned to display orientation and shrunk to at most `max_pixel
 Bad inputs raise `DecodeError` with a machine-readable `.kind`; no raw PyAV or decord exception escapes `sample`.
 
 Why this way:
-* Memory stays bounded by one full-resolution frame plus the small resized outputs: videos arrive as bytes from
-  object storage, are read through `io.BytesIO` (never temp files), and are never fully decoded into memory.
+* Memory stays bounded by the input bytes, the decoder's reference frames, one full-resolution frame and the small
+  resized outputs: videos arrive as bytes from object storage, are read through `io.BytesIO` (never temp files),
+  and are never fully decoded into memory. Measured peak over the interpreter's baseline (benchmarks/memory.py):
+  PyAV, 8 frames: input + ~20 MiB at 360p, + ~50 MiB at 1080p (10-minute clip: 527 MiB for a 427 MiB file),
+  + ~140 MiB at 4K. The demux-only packet pass keeps ~40 bytes per packet.
 * PyAV (default backend) seeks to the keyframe before each wanted frame and decodes forward. Frames are identified
   by presentation timestamp (pts), taken from a demux-only pass over the packets, so the result equals a full
   decode on constant *and* variable frame rate files (see `PyAVSampler`).
@@ -25,10 +28,13 @@ How to run (library module, no entry point):
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
 import itertools
 import logging
 import math
+import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,6 +184,57 @@ class _FrameShaper:
 
 def _stack(frames: list[np.ndarray]) -> np.ndarray:
     return np.stack(frames).astype(np.uint8, copy=False)  # [T, h, w, 3]
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as statm:  # Linux: size resident shared ... (pages)
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class HeapTrimmer:
+    """Gives freed C heap back to the OS (glibc `malloc_trim(0)`) after a video that left much of it behind, and
+    every `every` videos; a no-op without glibc. Use `before()` / `after()` around each video.
+
+    Why: decord decodes on its own threads, and glibc keeps what those threads free in per-thread arenas. In one
+    process RSS drifted up by ~60 KiB per video (73 -> 166 MiB over 1,500 small clips) although nothing leaks: one
+    malloc_trim brought it back to 66 MiB. A 4K decode leaves hundreds of MiB behind the same way. Not after every
+    video: trimming costs ~0.3 ms, but the next video then page-faults its working set back in (measured +20-40 ms
+    per 720p clip when trimming every time).
+    """
+
+    def __init__(self, slack_bytes: int = 64 * 1024 * 1024, every: int = 100) -> None:
+        self.slack_bytes = slack_bytes
+        self.every = every
+        self.videos = 0
+        self.trims = 0
+        self._start = 0
+
+    def before(self) -> None:
+        self._start = _resident_bytes()
+
+    def after(self) -> None:
+        self.videos += 1
+        trim = _malloc_trim()
+        if trim is None:
+            return
+        # Inputs alive at before() and freed by now only lower the difference: it measures what the video left.
+        if _resident_bytes() - self._start > self.slack_bytes or self.videos % self.every == 0:
+            trim(0)
+            self.trims += 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -382,6 +439,14 @@ class _SeekingCursor:
             logger.debug("seek to %s landed at position %s, wanted <= %s; retrying", timestamp, landing, start)
         raise DecodeError("corrupt", f"cannot seek to the keyframe at decode position {start}")
 
+    def close(self) -> None:
+        """Break the cursor <-> generator reference cycle. Without this the container, its BytesIO and so the input
+        bytes (hundreds of MB for a long video) stay alive after `sample` returns, until Python's cyclic garbage
+        collector happens to run: two inputs in memory at once in a decode actor."""
+        if self.frames is not None:
+            self.frames.close()  # type: ignore[attr-defined]
+            self.frames = None
+
     def frame_at(self, index: int) -> Any:
         target = int(self.table.display_pts[index])
         start = self._start_position(target)
@@ -426,7 +491,9 @@ class PyAVSampler:
             try:
                 return self._sample_seeking(data, num_frames, shaper)
             except _NeedSequential as reason:
-                logger.info("frame timestamps unusable (%s); decoding sequentially", reason)
+                # str(): a log handler that keeps records (pytest, memory handlers) must not keep the traceback,
+                # whose frames hold the input bytes.
+                logger.info("frame timestamps unusable (%s); decoding sequentially", str(reason))
                 return self._sample_sequential(data, num_frames, _FrameShaper(max_pixels))
         except DecodeError:
             raise
@@ -448,11 +515,14 @@ class PyAVSampler:
             indices = sample_indices(total, num_frames)
             _configure_threads(stream, self.threads)
             cursor = _SeekingCursor(container, stream, table)
-            frames = []
-            for index in indices:
-                frame = cursor.frame_at(int(index))
-                frames.append(shaper(frame.to_ndarray(format="rgb24"), rotation_to_quarter_turns(frame.rotation)))
-            return DecodedVideo(_stack(frames), indices, total, fps, duration)
+            try:
+                frames = []
+                for index in indices:
+                    frame = cursor.frame_at(int(index))
+                    frames.append(shaper(frame.to_ndarray(format="rgb24"), rotation_to_quarter_turns(frame.rotation)))
+                return DecodedVideo(_stack(frames), indices, total, fps, duration)
+            finally:
+                cursor.close()
 
     def _sample_sequential(self, data: bytes, num_frames: int, shaper: _FrameShaper) -> DecodedVideo:
         # Pass 1 counts frames by decoding (no RGB conversion); pass 2 keeps the wanted ones. Only for files whose
@@ -526,6 +596,10 @@ def _probe(data: bytes, max_source_pixels: int | None, *, precheck: bool = True)
 # are FFmpeg demuxer names as PyAV reports them (`container.format.name`).
 DECORD_CODECS = frozenset({"h264", "vp9"})
 DECORD_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+# decord 0.6 copies in-memory input twice (`bytearray(file.read())`, then into C++ through its FFI): peak RSS is
+# about 3x the file size plus decoding (measured: 427 MiB 10-minute 1080p file -> 1,779 MiB peak; PyAV: 527 MiB).
+# Larger inputs go to PyAV.
+DECORD_MAX_BYTES = 64 * 1024 * 1024
 
 
 class DecordSampler:
@@ -540,6 +614,8 @@ class DecordSampler:
     * HEVC (x265's default open GOP with B-frames), MPEG-4 Part 2 AVI with B-frames and MPEG-TS: decord returns
       wrong frames after seeks (MPEG-TS: off by several frames even when read sequentially).
     * AV1: decord 0.6 cannot open it at all; PyAV decodes it.
+    * Inputs over `max_bytes` (default 64 MiB): decord holds three copies of in-memory input (see DECORD_MAX_BYTES)
+      and more than twice PyAV's working memory on 4K frames (peak 446 vs 212 MiB, 10 s 4K clip).
     * Truncated fast-start MP4 from memory: decord can SIGSEGV the whole process (deterministic on a 720p clip cut
       to 10-30% of its bytes). The PyAV probe rejects files whose index points past the end of the bytes, which
       covers the known case; `tara_batch.isolation.IsolatedSampler` contains the crashes nobody anticipated.
@@ -552,7 +628,14 @@ class DecordSampler:
 
     name = "decord"
 
-    def __init__(self, threads: int = 1, *, max_source_pixels: int | None = None, precheck: bool = True) -> None:
+    def __init__(
+        self,
+        threads: int = 1,
+        *,
+        max_source_pixels: int | None = None,
+        precheck: bool = True,
+        max_bytes: int | None = DECORD_MAX_BYTES,
+    ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         import decord  # imported lazily: loads a native library that PyAV-only workers never need
@@ -561,11 +644,14 @@ class DecordSampler:
         self.threads = threads
         self.max_source_pixels = max_source_pixels
         self.precheck = precheck
+        self.max_bytes = max_bytes
         self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels)
+        self._trimmer = HeapTrimmer()
 
-    @staticmethod
-    def pyav_reason(probe: _Probe) -> str | None:
+    def pyav_reason(self, probe: _Probe, size: int = 0) -> str | None:
         """Why this file goes to the PyAV backend instead of decord (None: decord decodes it)."""
+        if self.max_bytes is not None and size > self.max_bytes:
+            return f"{size} bytes > {self.max_bytes}"
         if probe.quarter_turns:
             return f"rotated ({90 * probe.quarter_turns} deg)"
         if probe.codec not in DECORD_CODECS:
@@ -578,11 +664,12 @@ class DecordSampler:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         probe = _probe(data, self.max_source_pixels, precheck=self.precheck)
-        reason = self.pyav_reason(probe)
+        reason = self.pyav_reason(probe, len(data))
         if reason is not None:
             logger.debug("decoding with PyAV, not decord: %s", reason)
             return self._pyav.sample(data, num_frames, max_pixels)
         shaper = _FrameShaper(max_pixels)
+        self._trimmer.before()
         try:
             reader = self._decord.VideoReader(io.BytesIO(data), num_threads=self.threads)
             total = len(reader)
@@ -599,6 +686,8 @@ class DecordSampler:
                 # PyAV found a video stream, so decord failing to see one means its bundled FFmpeg lacks the codec.
                 raise DecodeError("unsupported_codec", f"decord cannot decode {probe.codec}: {message}") from error
             raise DecodeError("corrupt", message) from error
+        finally:
+            self._trimmer.after()  # decord's threads fragment the heap: see HeapTrimmer
         return DecodedVideo(_stack(frames), indices, total, probe.fps, probe.duration)
 
 

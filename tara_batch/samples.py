@@ -51,7 +51,7 @@ BAD_VIDEO_KINDS: dict[str, str] = {
 
 # Good but unusual files written by `write_edge_videos`: file name -> (ffmpeg encoder it needs, what it tests).
 EDGE_VIDEOS: dict[str, tuple[str, str]] = {
-    "vfr.mp4": ("libx264", "variable frame rate: 10 fps, then irregular 0.3-0.4 s gaps"),
+    "vfr.mp4": ("libx264", "variable frame rate: 10 fps, then gaps of 0.2 and 0.4 s"),
     "rotated_90.mp4": ("libx264", "display matrix rotation of 90 degrees (stored landscape, shown portrait)"),
     "one_frame.mp4": ("libx264", "a single frame"),
     "hevc.mp4": ("libx265", "HEVC (x265 default open GOP with B-frames), hvc1 tag"),
@@ -302,7 +302,7 @@ def write_edge_videos(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     encoders = available_encoders()
     frames = make_clip_frames(48, 64, 30, seed=seed * 1_000_003 + 77)
-    # Frame N is shown at N/10 s for N < 10, then every 0.3 or 0.4 s: the pts no longer equal index / fps.
+    # Frame N is shown at N/10 s for N < 10, then alternately 0.4 and 0.2 s later: pts no longer equal index / fps.
     vfr = "setpts='if(lt(N,10),N,10+3*(N-10)+mod(N,2))/(10*TB)'"
     recipes: dict[str, tuple[str, np.ndarray, list[str]]] = {  # name -> (encoder, frames, extra ffmpeg args)
         "vfr.mp4": ("libx264", frames, ["-vf", vfr, "-fps_mode", "passthrough", "-g", "6"]),

@@ -34,8 +34,11 @@ class DecodeStage:
     """Fetch each object into memory and sample its frames (uniform, first and last included, resized)."""
 
     def __init__(self, *, backend: str, num_frames: int, max_pixels: int, threads: int = 1,
-                 s3: S3Options | None = None, max_bytes: int | None = None) -> None:
-        self.sampler = get_sampler(backend, threads=threads)
+                 s3: S3Options | None = None, max_bytes: int | None = None, isolate: bool = False,
+                 timeout_s: float = 300.0, max_source_pixels: int | None = None) -> None:
+        # isolate: the decoder runs in a child process, so a segfault costs one video, not the actor and its batch.
+        self.sampler = get_sampler(backend, threads=threads, isolate=isolate, timeout_s=timeout_s,
+                                   max_source_pixels=max_source_pixels)
         self.num_frames = num_frames
         self.max_pixels = max_pixels
         self.s3 = s3
