@@ -184,6 +184,17 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if rep.passed else 1
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from tara_batch.config import load_config
+    from tara_batch.train.config import TrainConfig
+    from tara_batch.train.loop import run_training
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    result = run_training(cfg)
+    print(result.render())
+    return 0
+
+
 def cmd_make_triplets(args: argparse.Namespace) -> int:
     from tara_batch.train.triplets import run
 
@@ -323,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--backends", choices=["both", "transformers", "vllm"], default="both")
     sm.add_argument("--device", default="auto")
     sm.set_defaults(func=cmd_smoke)
+
+    tr = sub.add_parser("train", help="the TARA text-only contrastive fine-tune on Ray Train (see ray_jobs/train.yaml)")
+    tr.add_argument("--config", required=True, help="YAML train config (ray_jobs/train.yaml, ray_jobs/train_tiny.yaml)")
+    tr.add_argument("overrides", nargs="*", help="overrides as section.field=value, e.g. train.lr=1e-5")
+    tr.set_defaults(func=cmd_train)
 
     mt = sub.add_parser("make-triplets", help="training triplets with hard negatives: temporal, negation, core, "
                         "composed, order (T3), or a mix of them")

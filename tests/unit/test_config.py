@@ -71,7 +71,7 @@ def test_parse_overrides_types():
 def test_shipped_configs_load():
     from pathlib import Path
 
-    for yml in sorted(Path(__file__).resolve().parents[2].joinpath("ray_jobs").glob("*.yaml")):
+    for yml in sorted(Path(__file__).resolve().parents[2].joinpath("ray_jobs").glob("embed*.yaml")):
         cfg = load_config(EmbedJobConfig, yml)
         assert cfg.output.table
 
@@ -81,3 +81,11 @@ def test_config_error_survives_pickling():
 
     err = pickle.loads(pickle.dumps(ConfigError("decode.backend", "must be pyav")))
     assert (err.field, err.message) == ("decode.backend", "must be pyav")
+
+
+def test_float_fields_accept_yaml_exponent_strings():
+    from tara_batch.config import FailuresConfig, build
+
+    assert build(FailuresConfig, {"max_rate": "5e-1"}).max_rate == 0.5
+    with pytest.raises(ConfigError, match="number"):
+        build(FailuresConfig, {"max_rate": "half"})
