@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pyarrow as pa
 from tara_batch import __version__, storage
 from tara_batch import schema as S
 from tara_batch.catalog import BUILDING, COMPLETE, Catalog
+from tara_batch.cluster import init_ray
 from tara_batch.config import EmbedJobConfig, to_dict
 from tara_batch.errors import ConfigError, JobAborted
 from tara_batch.models.checkpoint import model_id as make_model_id
@@ -110,18 +110,6 @@ def table_metadata(cfg: EmbedJobConfig, checkpoint_hash: str, model_id: str, dim
         "decode_backend": cfg.decode.backend,
         "tara_batch_version": __version__,
     }
-
-
-def init_ray(cfg: EmbedJobConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus, include_dashboard=False)
 
 
 @dataclass(frozen=True)
@@ -284,7 +272,7 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     # 0. Ray first: its processes are forked before LanceDB's runtime threads exist in this process.
     import ray
 
-    init_ray(cfg)
+    init_ray(cfg.ray)
 
     if cfg.model.backend == "vllm":  # fail now, not in every actor's constructor
         from tara_batch.models.vllm_backend import vllm_installed

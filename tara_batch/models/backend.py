@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tara_batch.models.profile import ModelProfile, render_composed, render_text, render_video
+from tara_batch.models.profile import ModelProfile, render_text, render_video_prompts
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,7 @@ class TransformersEmbedder:
         return dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
 
     def video_inputs(self, videos: Sequence[np.ndarray], edits: Sequence[str] | None = None) -> dict[str, Any]:
-        if edits is None:
-            prompts = [render_video(self.profile)] * len(videos)
-        else:
-            if len(edits) != len(videos):
-                raise ValueError(f"{len(videos)} videos but {len(edits)} edit instructions")
-            prompts = [render_composed(self.profile, e) for e in edits]
+        prompts = render_video_prompts(self.profile, len(videos), None if edits is None else list(edits))
         frames = prepare_frames(videos, self.profile)
         return dict(
             self.processor(text=prompts, videos=frames, padding=True, return_tensors="pt",

@@ -116,6 +116,15 @@ def render_composed(profile: ModelProfile, edit: str) -> str:
     return _wrap(profile, body)
 
 
+def render_video_prompts(profile: ModelProfile, n: int, edits: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Prompts for n clips: the video EOL prompt, or one composed prompt per edit instruction."""
+    if edits is None:
+        return [render_video(profile)] * n
+    if len(edits) != n:
+        raise ValueError(f"{n} videos but {len(edits)} edit instructions")
+    return [render_composed(profile, e) for e in edits]
+
+
 def _wrap(profile: ModelProfile, content: str) -> str:
     # str.replace, not str.format: prompts and templates may legitimately contain braces.
     return profile.chat_template.replace("{content}", content)

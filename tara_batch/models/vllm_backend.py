@@ -35,7 +35,7 @@ import numpy as np
 
 from tara_batch.errors import ConfigError
 from tara_batch.models.backend import l2_normalize, prepare_frames
-from tara_batch.models.profile import ModelProfile, render_composed, render_text, render_video
+from tara_batch.models.profile import ModelProfile, render_text, render_video_prompts
 
 log = logging.getLogger(__name__)
 
@@ -215,12 +215,7 @@ class VLLMEmbedder:
         return [{"prompt": render_text(self.profile, t)} for t in texts]
 
     def video_requests(self, videos: Sequence[np.ndarray], edits: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        if edits is None:
-            prompts = [render_video(self.profile)] * len(videos)
-        else:
-            if len(edits) != len(videos):
-                raise ValueError(f"{len(videos)} videos but {len(edits)} edit instructions")
-            prompts = [render_composed(self.profile, e) for e in edits]
+        prompts = render_video_prompts(self.profile, len(videos), None if edits is None else list(edits))
         frames = prepare_frames(videos, self.profile)
         # A bare 4-D array is one clip without metadata: vLLM hands it to the HF video processor unchanged.
         return [{"prompt": p, "multi_modal_data": {"video": f}} for p, f in zip(prompts, frames, strict=True)]

@@ -45,7 +45,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import resource
 import shutil
 import tempfile
@@ -56,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from tara_batch.cluster import init_ray
 from tara_batch.errors import ConfigError
 from tara_batch.train.config import TrainConfig
 from tara_batch.train.data import Schedule, TripletData, Triplets
@@ -478,18 +478,6 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def init_ray(cfg: TrainConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus, include_dashboard=False)
-
-
 def _storage(cfg: TrainConfig) -> tuple[str | None, Any]:
     """(storage_path, storage_filesystem) for RunConfig: s3:// goes through our S3 settings (endpoint, creds)."""
     from tara_batch.storage import is_s3, split_s3
@@ -570,7 +558,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     # 1. the source checkpoint (driver copy: merged at the end; checked before Ray starts) and the data, read once
     src = resolve_checkpoint(cfg.model.path, s3)
     dtype = source_dtype(src)
-    init_ray(cfg)
+    init_ray(cfg.ray)
     data = load_triplet_data(cfg.data, cfg.validation, cfg.train.seed, s3)
     if cfg.run.merge_from == "best" and not len(data.val):
         raise ConfigError("run.merge_from", "`best` is chosen by held-out accuracy, but there are no held-out rows: "
