@@ -1,0 +1,1 @@
+"""Evaluation metrics for TARA embeddings (retrieval, mAP, CiA, RTime, NegBench, CoVR, modality gap)."""
