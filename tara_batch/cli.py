@@ -195,6 +195,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tara_batch.eval.job import render_markdown, request_from_args, run_eval
+
+    req = request_from_args(args.benchmark, args.annotations, args.media, args.model, args.out, args.config,
+                            args.overrides)
+    print(render_markdown(run_eval(req)))
+    return 0
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from tara_batch.eval.job import compare_markdown
+
+    print(compare_markdown([json.loads(Path(p).read_text()) for p in args.reports]))
+    return 0
+
+
 def cmd_make_triplets(args: argparse.Namespace) -> int:
     from tara_batch.train.triplets import run
 
@@ -334,6 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--backends", choices=["both", "transformers", "vllm"], default="both")
     sm.add_argument("--device", default="auto")
     sm.set_defaults(func=cmd_smoke)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a retrieval benchmark (CiA, RTime, NegBench, CoVR, own)")
+    ev.add_argument("--benchmark", required=True, choices=["cia", "rtime", "negbench", "covr", "generic"])
+    ev.add_argument("--annotations", required=True, nargs="+",
+                    help="the benchmark's file(s): negbench takes standard + negated; generic: queries [gallery "
+                         "relevance] or one JSON/JSONL")
+    ev.add_argument("--media", help="directory or s3:// prefix the annotation paths are relative to")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--out", required=True, help="output dir: video index, JSON + Markdown reports")
+    ev.add_argument("--config", help="embed job YAML (decode, embed, profile, s3 sections are used)")
+    ev.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    ev.set_defaults(func=cmd_eval)
+
+    ec = sub.add_parser("eval-compare", help="side-by-side Markdown table of two or more eval reports (JSON)")
+    ec.add_argument("reports", nargs="+")
+    ec.set_defaults(func=cmd_eval_compare)
 
     tr = sub.add_parser("train", help="the TARA text-only contrastive fine-tune on Ray Train (see ray_jobs/train.yaml)")
     tr.add_argument("--config", required=True, help="YAML train config (ray_jobs/train.yaml, ray_jobs/train_tiny.yaml)")

@@ -1,0 +1,239 @@
+"""Benchmark evaluation: embed a benchmark's videos once through the embed pipeline, its queries with the same model,
+compute the papers' metrics, and write a JSON + Markdown report with the published figures beside ours.
+
+    tara-batch eval --benchmark cia --annotations cia_ssv2.csv --media s3://bench/ssv2/ --model /models/tara \
+        --out ./eval/tara [key=value overrides of the embed job: decode.*, embed.*, profile.*, s3.*]
+
+Videos go through `run_embed` into `<out>/index.lancedb/<benchmark>`: a rerun with the same model version reuses
+them (nothing is re-embedded), a new model version is built beside it. Text and composed queries are embedded on the
+driver with the transformers backend (a benchmark has thousands of queries, not millions of videos).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tara_batch import schema as S
+from tara_batch import storage
+from tara_batch.config import EmbedJobConfig, load_config
+from tara_batch.errors import ConfigError, InputError
+from tara_batch.eval import benchmarks as B
+from tara_batch.eval import metrics as M
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("cia", "rtime", "negbench", "covr", "generic")
+
+# Published Tarsier2 + TARA figures (tara-method.md section 5), printed beside ours.
+PAPER: dict[str, dict[str, dict[str, float]]] = {
+    "cia": {"SSv2": {"chiral": 88.9, "static": 66.7, "all": 58.6},
+            "EPIC": {"chiral": 81.1, "static": 45.6, "all": 38.9},
+            "Charades": {"chiral": 71.4, "static": 38.6, "all": 29.0}},
+    "rtime": {"RTime": {"t2v": 67.2, "v2t": 77.9}},
+    "negbench": {"MSR-VTT": {"standard": 65.1, "negated": 65.0}, "COCO": {"standard": 76.7, "negated": 73.6}},
+    "covr": {"WebVid-CoVR": {"R@1": 66.3, "R@5": 86.7, "R@10": 91.5}},
+}
+
+
+@dataclass
+class EvalRequest:
+    benchmark: str
+    annotations: list[str]  # one file, or two for negbench (standard, negated), up to three for generic
+    media: str | None
+    out: str
+    job: EmbedJobConfig  # the embed job that builds the benchmark's video index (model, profile, decode, s3)
+
+
+def _video_uris(bench: Any, name: str) -> list[str]:
+    if name == "cia":
+        uris = bench.video_uris
+    elif name == "rtime":
+        uris = bench.video_uris + bench.reverse_video_uris
+    elif name == "negbench":
+        uris = bench.gallery_uris
+    elif name == "covr":
+        uris = bench.gallery_uris + bench.source_uris
+    else:
+        uris = [u for u in bench.gallery_uris + bench.query_uris if u]
+    return list(dict.fromkeys(storage.canonical_uri(u) for u in uris))
+
+
+def read_benchmark(req: EvalRequest) -> Any:
+    s3 = req.job.s3.options()
+    a = req.annotations
+    if req.benchmark == "cia":
+        return B.read_cia(a[0], req.media, s3=s3)
+    if req.benchmark == "rtime":
+        return B.read_rtime(a[0], req.media, s3=s3)
+    if req.benchmark == "negbench":
+        if len(a) != 2:
+            raise ConfigError("--annotations", "negbench takes two files: the standard and the negated captions")
+        return B.read_negbench(a[0], a[1], req.media, s3=s3)
+    if req.benchmark == "covr":
+        return B.read_covr(a[0], req.media, s3=s3)
+    if req.benchmark == "generic":
+        return B.read_generic(*a, media_root=req.media, s3=s3)
+    raise ConfigError("--benchmark", f"unknown benchmark {req.benchmark!r}; choose one of {list(BENCHMARKS)}")
+
+
+def embed_videos(req: EvalRequest, uris: list[str]) -> tuple[dict[str, np.ndarray], str, Any]:
+    """Run the embed job over the benchmark's videos; returns (uri -> vector, model_id, summary)."""
+    from tara_batch.pipeline import run_embed
+    from tara_batch.search import SearchSession
+
+    out = Path(req.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / f"{req.benchmark}_videos.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["uri"])
+        w.writerows([u] for u in uris)
+    table = str(out / "index.lancedb" / req.benchmark)
+    import dataclasses
+
+    job = dataclasses.replace(req.job, input=dataclasses.replace(req.job.input, source=None, manifest=str(manifest)),
+                              output=dataclasses.replace(req.job.output, table=table))
+    summary = run_embed(job, progress=False)
+    session = SearchSession.open(table, load_model=False, version=summary.model_id)
+    rows = session.table.to_arrow().select([S.URI, S.EMBEDDING])
+    vectors = {u: np.asarray(v, np.float32) for u, v in zip(rows.column(S.URI).to_pylist(),
+                                                            rows.column(S.EMBEDDING).to_pylist(), strict=True)}
+    return vectors, summary.model_id, summary
+
+
+def _texts(embedder, texts: list[str], batch: int = 64) -> np.ndarray:
+    return np.concatenate([embedder.embed_texts(texts[i:i + batch]) for i in range(0, len(texts), batch)]) \
+        if texts else np.zeros((0, embedder.dim), np.float32)
+
+
+def _stack(vectors: dict[str, np.ndarray], uris: list[str]) -> np.ndarray:
+    return np.stack([vectors[storage.canonical_uri(u)] for u in uris])
+
+
+def _require(vectors: dict[str, np.ndarray], uris: list[str], what: str) -> None:
+    missing = [u for u in uris if storage.canonical_uri(u) not in vectors]
+    if missing:
+        raise InputError(f"{len(missing)} {what} could not be embedded (see `tara-batch failures`), e.g. "
+                         f"{missing[:3]}; metrics over a partial gallery would not be comparable to the papers")
+
+
+def compute(req: EvalRequest, bench: Any, vectors: dict[str, np.ndarray], embedder) -> dict[str, Any]:
+    name = req.benchmark
+    if name == "cia":
+        _require(vectors, bench.video_uris, "videos")
+        t = _texts(embedder, bench.texts)
+        v = _stack(vectors, bench.video_uris)
+        res: dict[str, Any] = {"mAP": M.cia_metrics(t, v, bench.text_ids, bench.video_text_ids, bench.chiral_pairs,
+                                                    bench.labels)}
+        idx = {tid: i for i, tid in enumerate(bench.text_ids)}
+        relevant = [np.flatnonzero(np.array(bench.video_text_ids) == tid) for tid in bench.text_ids]
+        res["t2v"] = M.retrieval_report(t, v, relevant)
+        res["v2t"] = M.retrieval_report(v, t, np.array([idx[x] for x in bench.video_text_ids]))
+        res["modality_gap"] = M.modality_gap(v, t[[idx[x] for x in bench.video_text_ids]])
+        return res
+    if name == "rtime":
+        _require(vectors, bench.video_uris + bench.reverse_video_uris, "videos")
+        tf = _texts(embedder, bench.captions)
+        tr = _texts(embedder, bench.reverse_captions) if bench.reverse_captions else None
+        vf, vr = _stack(vectors, bench.video_uris), _stack(vectors, bench.reverse_video_uris)
+        return {"binary": M.rtime_binary(tf, vf, vr, tr), "modality_gap": M.modality_gap(vf, tf)}
+    if name == "negbench":
+        _require(vectors, bench.gallery_uris, "videos")
+        g = _stack(vectors, bench.gallery_uris)
+        qs, qn = _texts(embedder, bench.standard_captions), _texts(embedder, bench.negated_captions)
+        return {"R@5": M.negbench(qs, qn, g, np.array(bench.target_index), k=5)}
+    if name == "covr":
+        _require(vectors, bench.gallery_uris, "target videos")
+        from tara_batch.decode import get_sampler
+
+        sampler = get_sampler(req.job.decode.backend)
+        s3, prof = req.job.s3.options(), req.job.profile
+        queries = []
+        for i in range(0, len(bench.source_uris), 16):  # decode + embed sources with their edits, 16 at a time
+            frames = [sampler.sample(storage.read_bytes(storage.canonical_uri(u), s3=s3), prof.num_frames,
+                                     prof.max_pixels).frames for u in bench.source_uris[i:i + 16]]
+            queries.append(embedder.embed_composed(frames, bench.edits[i:i + 16]))
+        q = np.concatenate(queries)
+        return {"composed": M.covr_metrics(q, _stack(vectors, bench.gallery_uris), np.array(bench.target_index))}
+    # generic: text queries against the video gallery; video queries by their stored vectors
+    _require(vectors, [u for u in bench.gallery_uris if u], "gallery videos")
+    qv = []
+    for text, uri in zip(bench.query_texts, bench.query_uris, strict=True):
+        qv.append(_texts(embedder, [text])[0] if text is not None else vectors[storage.canonical_uri(uri)])
+    g = _stack(vectors, bench.gallery_uris)
+    q = np.stack(qv)
+    return {"retrieval": M.retrieval_report(q, g, [np.asarray(r) for r in bench.relevant]),
+            "mAP": 100 * M.mean_average_precision(q, g, [np.asarray(r) for r in bench.relevant])}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "/"))
+        else:
+            out[key] = float(v)
+    return out
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# {report['benchmark']} - model version {report['model_id']}", "",
+             f"checkpoint `{report['checkpoint']}`, {report['videos']} videos, {report['date']}", "",
+             "| metric | ours |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in _flat(report["metrics"]).items()]
+    paper = PAPER.get(report["benchmark"])
+    if paper:
+        lines += ["", "Published Tarsier2 + TARA (tara-method.md section 5):", "",
+                  "| dataset | " + " | ".join(next(iter(paper.values()))) + " |",
+                  "|---|" + "---|" * len(next(iter(paper.values())))]
+        lines += [f"| {ds} | " + " | ".join(f"{x:.1f}" for x in vals.values()) + " |" for ds, vals in paper.items()]
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(reports: list[dict[str, Any]]) -> str:
+    """Side by side: one column per run (model version), one row per metric."""
+    flats = [_flat(r["metrics"]) for r in reports]
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    head = "| metric | " + " | ".join(f"{r['benchmark']} {r['model_id'][:8]}" for r in reports) + " |"
+    rows = [f"| {k} | " + " | ".join(f"{f[k]:.2f}" if k in f else "-" for f in flats) + " |" for k in keys]
+    return "\n".join([head, "|---|" + "---|" * len(reports), *rows]) + "\n"
+
+
+def run_eval(req: EvalRequest) -> dict[str, Any]:
+    from tara_batch.models.loader import EmbedderSpec
+
+    t0 = time.perf_counter()
+    bench = read_benchmark(req)
+    uris = _video_uris(bench, req.benchmark)
+    vectors, model_id, summary = embed_videos(req, uris)
+    embedder = EmbedderSpec(storage.canonical_uri(req.job.model.path), req.job.profile, backend="transformers",
+                            threads=None, s3=req.job.s3.options())()
+    metrics = compute(req, bench, vectors, embedder)
+    report = {"benchmark": req.benchmark, "model_id": model_id, "checkpoint": req.job.model.path,
+              "annotations": req.annotations, "videos": len(uris), "embedded_now": summary.embedded,
+              "failed_videos": summary.failed, "metrics": metrics, "seconds": time.perf_counter() - t0,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out = Path(req.out).expanduser().resolve()
+    stem = out / f"{req.benchmark}-{model_id}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    stem.with_suffix(".md").write_text(render_markdown(report))
+    log.info("report written to %s.{json,md}", stem)
+    return report
+
+
+def request_from_args(benchmark: str, annotations: list[str], media: str | None, model: str, out: str,
+                      config: str | None, overrides: list[str]) -> EvalRequest:
+    # The embed section is a full embed job config; input/output are filled in by the eval job itself.
+    flags = {"input": {"manifest": "-"}, "model": {"path": model}, "output": {"table": str(Path(out) / "x" / "y")}}
+    job = load_config(EmbedJobConfig, config, overrides, flags=flags)
+    return EvalRequest(benchmark, annotations, media, out, job)
