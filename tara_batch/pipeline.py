@@ -327,13 +327,16 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
 
     # 4. Deleted objects, version state, alias, index, summary.
     listed_ids = set(listing.column(S.VIDEO_ID).to_pylist())
-    stale = [v for v in writer.done_ids() if v not in listed_ids]
+    done = writer.done_ids()  # read once after the run; settling the version uses it too
+    stale = [v for v in done if v not in listed_ids]
     if stale and cfg.output.on_deleted == "prune":
         summary.pruned_rows = writer.prune_rows(stale)
     else:
         summary.stale_rows = len(stale)
+    if summary.pruned_rows:
+        done = {v: e for v, e in done.items() if v in listed_ids}
     summary.table_rows = writer.count()
-    _settle_version(cfg, catalog, writer, listing, summary)
+    _settle_version(cfg, catalog, writer, listing, summary, done)
     summary.index_action = maintain_index(writer.table, mode=cfg.output.index, threshold=cfg.output.index_threshold,
                                           changed=summary.embedded > 0)
     summary.wall_seconds = time.perf_counter() - t_start
@@ -395,9 +398,9 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
 
 
 def _settle_version(cfg: EmbedJobConfig, catalog: Catalog, writer: VideoTableWriter, listing: pa.Table,
-                    summary: RunSummary) -> None:
+                    summary: RunSummary, done: dict[str, str]) -> None:
     """Mark the version complete when every listed object is embedded or permanently failed; promote it."""
-    done, failed = writer.done_ids(), writer.failure_state()
+    failed = writer.failure_state()
     pending = select_todo(listing, done, failed, max_attempts=cfg.failures.max_attempts).todo.num_rows
     # A limited listing cannot prove the version covers the source: it stays `building` (and is never auto-promoted).
     state = COMPLETE if pending == 0 and not summary.aborted and cfg.input.limit is None else BUILDING

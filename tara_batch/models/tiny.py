@@ -107,26 +107,15 @@ def build_tokenizer(vocab_size: int = 384):
     return fast
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, *, min_pixels: int = 3136, max_pixels: int = 460_800) -> Path:
-    """Write a complete tiny Qwen2-VL checkpoint to `out_dir` and return it. Deterministic for a given seed."""
-    import torch
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+def tiny_config(tokenizer):
+    """The tiny Qwen2VLConfig for `tokenizer`: special-token ids exactly as the tokenizer assigned them."""
+    from transformers import Qwen2VLConfig
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    vocab = len(tokenizer)
-    config = Qwen2VLConfig(
+    return Qwen2VLConfig(
         text_config=dict(
             TEXT_CONFIG,
-            vocab_size=vocab,
+            vocab_size=len(tokenizer),
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
@@ -138,6 +127,23 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, *, min_pixels: int = 31
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
+
+
+def build_tiny_model(out_dir: str | Path, seed: int = 0, *, min_pixels: int = 3136, max_pixels: int = 460_800) -> Path:
+    """Write a complete tiny Qwen2-VL checkpoint to `out_dir` and return it. Deterministic for a given seed."""
+    import torch
+    from transformers import (
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    vocab = len(tokenizer)
+    config = tiny_config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).to(torch.float32).eval()
     model.save_pretrained(out, safe_serialization=True)

@@ -52,7 +52,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tara_batch.models.tiny import SPECIAL_TOKENS, TEXT_CONFIG, VISION_CONFIG, build_tokenizer
+from tara_batch.models.tiny import SPECIAL_TOKENS, TEXT_CONFIG, VISION_CONFIG, build_tokenizer, tiny_config
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def build_tiny_tarsier(
     files + index, TarsierProcessor-era processor files and a chat_template.json. Deterministic for a seed.
     """
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLForConditionalGeneration
 
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
@@ -246,16 +246,7 @@ def build_tiny_tarsier(
     torch_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[dtype]
 
     # The weights: a genuine Qwen2-VL module tree (so shapes are right by construction) ...
-    config = Qwen2VLConfig(
-        text_config=dict(TEXT_CONFIG, vocab_size=vocab, bos_token_id=ids["<|endoftext|>"],
-                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
-        vision_config=VISION_CONFIG,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
+    config = tiny_config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
     # ... with every tensor made distinct: init leaves norms at 1 and biases at 0, so a converter that swapped, say,
