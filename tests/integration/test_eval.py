@@ -82,3 +82,28 @@ def test_generic_benchmark(ray_session, sample_dir, tiny_model_dir, tmp_path):
     report = json.loads(next(out.glob("generic-*.json")).read_text())
     assert set(report["metrics"]["retrieval"]) == {"R@1", "R@5", "R@10", "MdR"}
     assert report["metrics"]["retrieval"]["R@5"] == 100.0  # 5 items: every relevant item is in the top 5
+
+
+def test_rtime_negbench_covr_layouts(ray_session, sample_dir, tiny_model_dir, tmp_path):
+    """The other layouts run end to end on real clips and give metrics in range, consistent with their definitions."""
+    clips = sorted(p.name for p in sample_dir.glob("clip_*.mp4"))[:6]
+    rt = tmp_path / "rtime.csv"
+    rt.write_text("video,reverse_video,caption,reverse_caption\n" + "".join(
+        f"{clips[i]},{clips[i + 3]},shape {i} forward,shape {i} backward\n" for i in range(3)))
+    std, neg = tmp_path / "std.csv", tmp_path / "neg.csv"
+    std.write_text("video,caption\n" + "".join(f"{c},a shape moves {i}\n" for i, c in enumerate(clips)))
+    neg.write_text("video,caption\n" + "".join(f"{c},a shape does not move {i}\n" for i, c in enumerate(clips)))
+    cv = tmp_path / "covr.csv"
+    cv.write_text("video1,video2,edit\n" + "".join(f"{clips[i]},{clips[i + 3]},make it faster\n" for i in range(3)))
+    out = tmp_path / "eval"
+    base = ["-q", "eval", "--media", str(sample_dir), "--model", str(tiny_model_dir), "--out", str(out)]
+    assert cli([*base, "--benchmark", "rtime", "--annotations", str(rt)]) == 0
+    assert cli([*base, "--benchmark", "negbench", "--annotations", str(std), str(neg)]) == 0
+    assert cli([*base, "--benchmark", "covr", "--annotations", str(cv)]) == 0
+    rtime = json.loads(next(out.glob("rtime-*.json")).read_text())["metrics"]["binary"]
+    # 3 pairs: each accuracy is a whole number of thirds
+    assert set(rtime) == {"t2v", "v2t"} and all(abs(v * 3 / 100 - round(v * 3 / 100)) < 1e-6 for v in rtime.values())
+    neg_r = json.loads(next(out.glob("negbench-*.json")).read_text())["metrics"]["R@5"]
+    assert set(neg_r) == {"standard", "negated"} and all(0 <= v <= 100 for v in neg_r.values())
+    covr = json.loads(next(out.glob("covr-*.json")).read_text())["metrics"]["composed"]
+    assert covr["R@5"] == 100.0 >= covr["R@1"]  # 3 targets: every target is in the top 5
