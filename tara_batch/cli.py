@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -195,11 +196,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_OVERRIDE = re.compile(r"^[a-z_][a-z_0-9]*\.[a-z_0-9.]+=")  # section.field=value
+
+
+def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """(files, overrides): a greedy list option (`--annotations A B`) also swallows the `section.field=value`
+    overrides written after it; this hands them back."""
+    return [a for a in items if not _OVERRIDE.match(a)], [a for a in items if _OVERRIDE.match(a)]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from tara_batch.eval.job import render_markdown, request_from_args, run_eval
 
-    req = request_from_args(args.benchmark, args.annotations, args.media, args.model, args.out, args.config,
-                            args.overrides)
+    # `--annotations` takes one or more files, so overrides written after it land in its list: move them back.
+    annotations, overrides = split_overrides(args.annotations)
+    req = request_from_args(args.benchmark, annotations, args.media, args.model, args.out, args.config,
+                            overrides + list(args.overrides))
     print(render_markdown(run_eval(req)))
     return 0
 
@@ -353,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--device", default="auto")
     sm.set_defaults(func=cmd_smoke)
 
-    ev = sub.add_parser("eval", help="evaluate a model on a retrieval benchmark (CiA, RTime, NegBench, CoVR, own)")
-    ev.add_argument("--benchmark", required=True, choices=["cia", "rtime", "negbench", "covr", "generic"])
+    ev = sub.add_parser("eval", help="evaluate a model on a benchmark (CiA, RTime, NegBench, CoVR, Charades-STA, own)")
+    ev.add_argument("--benchmark", required=True, choices=["cia", "rtime", "negbench", "covr", "charades-sta",
+                                                           "generic"])
     ev.add_argument("--annotations", required=True, nargs="+",
                     help="the benchmark's file(s): negbench takes standard + negated; generic: queries [gallery "
                          "relevance] or one JSON/JSONL")

@@ -106,9 +106,18 @@ class DecodeConfig:
     isolate: bool | None = None
     timeout_s: float = 300.0  # an isolated decode running longer is killed: retriable `decoder_crash`
     max_source_pixels: int | None = 8_847_360  # frames above DCI 4K (4096x2160) are `too_large` failures
+    # Segment mode (moment retrieval): embed sliding windows of `segment_s` seconds every `segment_stride_s`
+    # seconds (default: half a window) as rows with start/end times, instead of one row per video.
+    segment_s: float | None = None
+    segment_stride_s: float | None = None
 
     def __post_init__(self) -> None:
         _choice("decode.backend", self.backend, DECODE_BACKENDS)
+        _positive("decode.segment_s", self.segment_s, allow_none=True)
+        _positive("decode.segment_stride_s", self.segment_stride_s, allow_none=True)
+        if self.segment_stride_s is not None and self.segment_s is None:
+            raise ConfigError("decode.segment_stride_s", "a stride needs a window: set `decode.segment_s` too "
+                              "(e.g. decode.segment_s=4 decode.segment_stride_s=2)")
         _positive("decode.timeout_s", self.timeout_s)
         _positive("decode.max_source_pixels", self.max_source_pixels, allow_none=True)
         _positive("decode.threads", self.threads)
@@ -116,6 +125,13 @@ class DecodeConfig:
         _positive("decode.num_cpus", self.num_cpus)
         _positive("decode.concurrency", self.concurrency, allow_none=True)
 
+
+    @property
+    def segments(self) -> tuple[float, float] | None:
+        """(window length, stride) in seconds, or None for one embedding per video."""
+        if self.segment_s is None:
+            return None
+        return (self.segment_s, self.segment_stride_s if self.segment_stride_s is not None else self.segment_s / 2)
 
     @property
     def isolated(self) -> bool:

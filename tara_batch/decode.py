@@ -50,13 +50,15 @@ logger = logging.getLogger(__name__)
 SAMPLERS = ("pyav", "decord")
 
 # Machine-readable failure classes; they land in the failures table, so keep them short and stable.
-DECODE_ERROR_KINDS = ("empty", "no_video_stream", "corrupt", "unsupported_codec", "too_large", "decoder_crash")
+DECODE_ERROR_KINDS = ("empty", "no_video_stream", "corrupt", "unsupported_codec", "too_large", "decoder_crash",
+                      "no_frame_rate")
 
 
 class DecodeError(Exception):
     """Bad input video. `.kind` is a short machine-readable class: one of
     'empty' (zero bytes), 'no_video_stream' (e.g. audio-only), 'corrupt' (truncated/garbage/undecodable),
-    'unsupported_codec', 'too_large' (over a limit), 'decoder_crash' (reserved for crash containment)."""
+    'unsupported_codec', 'too_large' (over a limit), 'decoder_crash' (reserved for crash containment),
+    'no_frame_rate' (segment mode needs one to place windows in seconds)."""
 
     def __init__(self, kind: str, message: str) -> None:
         if kind not in DECODE_ERROR_KINDS:
@@ -77,13 +79,24 @@ class DecodedVideo:
     source_frames: int  # number of frames in the stream
     fps: float  # average fps, nan if unknown
     duration: float  # seconds, nan if unknown
+    # Segment mode only (`segments=(length_s, stride_s)`): window w covers [windows[w, 0], windows[w, 1]) seconds and
+    # owns `window_frames[w]` consecutive frames of `frames` (windows in time order). None for whole-video sampling.
+    windows: np.ndarray | None = None  # float64 [W, 2]
+    window_frames: np.ndarray | None = None  # int64 [W]
+
+    def split(self) -> list[np.ndarray]:
+        """Frames per window (segment mode) or [frames] (whole video)."""
+        if self.window_frames is None:
+            return [self.frames]
+        return np.split(self.frames, np.cumsum(self.window_frames)[:-1])
 
 
 @runtime_checkable
 class FrameSampler(Protocol):
     name: str
 
-    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo: ...
+    def sample(self, data: bytes, num_frames: int, max_pixels: int,
+               segments: tuple[float, float] | None = None) -> DecodedVideo: ...
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -108,6 +121,55 @@ def sample_indices(num_total: int, num_wanted: int) -> np.ndarray:
     i = np.arange(num_wanted, dtype=np.int64)
     # floor(i*(N-1)/(n-1) + 1/2) == floor((2*i*(N-1) + (n-1)) / (2*(n-1))), exact in int64.
     return (2 * i * (num_total - 1) + (num_wanted - 1)) // (2 * (num_wanted - 1))
+
+
+def segment_windows(duration: float, length: float, stride: float) -> np.ndarray:
+    """Sliding windows over [0, duration): starts 0, stride, 2*stride, ... while the window ends inside the video,
+    plus one last window [duration - length, duration] when the stride does not land on the end, so every window has
+    the same length and the whole video is covered. A video shorter than `length` is one window [0, duration].
+    Returns float64 [W, 2] (start, end) seconds."""
+    if not (length > 0 and stride > 0):
+        raise ValueError(f"segment length and stride must be > 0, got {length}, {stride}")
+    if not (duration > 0 and math.isfinite(duration)):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration}")
+    if duration <= length:
+        return np.array([[0.0, duration]])
+    eps = 1e-9 * max(1.0, duration)
+    starts = np.arange(0.0, duration - length + eps, stride)
+    if starts[-1] + length < duration - eps:
+        starts = np.append(starts, duration - length)
+    return np.stack([starts, np.minimum(starts + length, duration)], axis=1)
+
+
+def plan_frames(total: int, fps: float, num_frames: int,
+                segments: tuple[float, float] | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Source frame indices to sample, one array per window (a single window = the whole video without segments).
+
+    Segment mode places windows in seconds with frame i at time i / fps (the frame-index timeline PyAV and decord
+    both count), so a window [s, e) holds frames ceil(s * fps) .. ceil(e * fps) - 1 and is sampled with TARA's
+    uniform rule inside it, exactly as a clip cut at those frames would be."""
+    if segments is None:
+        return [sample_indices(total, num_frames)], None
+    if not (fps > 0 and math.isfinite(fps)):
+        raise DecodeError("no_frame_rate", "segment mode needs the stream's frame rate, and this video has none")
+    windows = segment_windows(total / fps, *segments)
+    groups = []
+    for start, end in windows:
+        first = min(total - 1, math.ceil(start * fps - 1e-6))
+        stop = max(first + 1, min(total, math.ceil(end * fps - 1e-6)))
+        groups.append(first + sample_indices(stop - first, num_frames))
+    return groups, windows
+
+
+def _assemble(frames_at: dict[int, np.ndarray], groups: list[np.ndarray], windows: np.ndarray | None, total: int,
+              fps: float, duration: float) -> DecodedVideo:
+    # Overlapping windows share source frames: each is decoded once and copied into every window that uses it.
+    indices = np.concatenate(groups)
+    frames = _stack([frames_at[int(i)] for i in indices])
+    if windows is None:
+        return DecodedVideo(frames, indices, total, fps, duration)
+    counts = np.array([len(g) for g in groups], dtype=np.int64)
+    return DecodedVideo(frames, indices, total, fps, duration, windows, counts)
 
 
 def fit_max_pixels(height: int, width: int, max_pixels: int) -> tuple[int, int]:
@@ -483,18 +545,19 @@ class PyAVSampler:
         self.threads = threads
         self.max_source_pixels = max_source_pixels
 
-    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo:
+    def sample(self, data: bytes, num_frames: int, max_pixels: int,
+               segments: tuple[float, float] | None = None) -> DecodedVideo:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         shaper = _FrameShaper(max_pixels)
         try:
             try:
-                return self._sample_seeking(data, num_frames, shaper)
+                return self._sample_seeking(data, num_frames, shaper, segments)
             except _NeedSequential as reason:
                 # str(): a log handler that keeps records (pytest, memory handlers) must not keep the traceback,
                 # whose frames hold the input bytes.
                 logger.info("frame timestamps unusable (%s); decoding sequentially", str(reason))
-                return self._sample_sequential(data, num_frames, _FrameShaper(max_pixels))
+                return self._sample_sequential(data, num_frames, _FrameShaper(max_pixels), segments)
         except DecodeError:
             raise
         except av.error.FFmpegError as error:
@@ -503,7 +566,8 @@ class PyAVSampler:
             # PyAV surfaces some demux/decoder failures as plain Python errors; they are input problems here.
             raise DecodeError("corrupt", f"{type(error).__name__}: {error}") from error
 
-    def _sample_seeking(self, data: bytes, num_frames: int, shaper: _FrameShaper) -> DecodedVideo:
+    def _sample_seeking(self, data: bytes, num_frames: int, shaper: _FrameShaper,
+                        segments: tuple[float, float] | None) -> DecodedVideo:
         with _open_container(data) as container:
             stream = _video_stream(container, self.max_source_pixels)
             _check_index_within_data(stream, len(data))
@@ -512,19 +576,21 @@ class PyAVSampler:
             total = len(table.display_pts)
             if total == 0:
                 raise DecodeError("corrupt", "video stream has no frames")
-            indices = sample_indices(total, num_frames)
+            groups, windows = plan_frames(total, fps, num_frames, segments)
             _configure_threads(stream, self.threads)
             cursor = _SeekingCursor(container, stream, table)
             try:
-                frames = []
-                for index in indices:
-                    frame = cursor.frame_at(int(index))
-                    frames.append(shaper(frame.to_ndarray(format="rgb24"), rotation_to_quarter_turns(frame.rotation)))
-                return DecodedVideo(_stack(frames), indices, total, fps, duration)
+                frames_at = {}
+                for index in np.unique(np.concatenate(groups)).tolist():  # increasing: the cursor decodes forward
+                    frame = cursor.frame_at(index)
+                    frames_at[index] = shaper(frame.to_ndarray(format="rgb24"),
+                                              rotation_to_quarter_turns(frame.rotation))
+                return _assemble(frames_at, groups, windows, total, fps, duration)
             finally:
                 cursor.close()
 
-    def _sample_sequential(self, data: bytes, num_frames: int, shaper: _FrameShaper) -> DecodedVideo:
+    def _sample_sequential(self, data: bytes, num_frames: int, shaper: _FrameShaper,
+                           segments: tuple[float, float] | None) -> DecodedVideo:
         # Pass 1 counts frames by decoding (no RGB conversion); pass 2 keeps the wanted ones. Only for files whose
         # packets carry no usable timestamps, where neither seeking nor a packet count can be trusted.
         with _open_container(data) as container:
@@ -533,21 +599,22 @@ class PyAVSampler:
             total = sum(1 for _ in container.decode(stream))
         if total == 0:
             raise DecodeError("corrupt", "video stream has no decodable frames")
-        indices = sample_indices(total, num_frames)
-        wanted = set(indices.tolist())
         with _open_container(data) as container:
             stream = _video_stream(container, self.max_source_pixels)
             fps, duration = _stream_fps_duration(container, stream)
+            groups, windows = plan_frames(total, fps, num_frames, segments)
+            wanted = set(np.concatenate(groups).tolist())
             _configure_threads(stream, self.threads)
-            frames = []
+            frames_at = {}
             for position, frame in enumerate(container.decode(stream)):
                 if position in wanted:
-                    frames.append(shaper(frame.to_ndarray(format="rgb24"), rotation_to_quarter_turns(frame.rotation)))
-                    if len(frames) == len(indices):
+                    frames_at[position] = shaper(frame.to_ndarray(format="rgb24"),
+                                                 rotation_to_quarter_turns(frame.rotation))
+                    if len(frames_at) == len(wanted):
                         break
-        if len(frames) != len(indices):
-            raise DecodeError("corrupt", f"second decode pass produced {len(frames)} of {len(indices)} frames")
-        return DecodedVideo(_stack(frames), indices, total, fps, duration)
+        if len(frames_at) != len(wanted):
+            raise DecodeError("corrupt", f"second decode pass produced {len(frames_at)} of {len(wanted)} frames")
+        return _assemble(frames_at, groups, windows, total, fps, duration)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -660,14 +727,15 @@ class DecordSampler:
             return f"container {probe.container}"
         return None
 
-    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo:
+    def sample(self, data: bytes, num_frames: int, max_pixels: int,
+               segments: tuple[float, float] | None = None) -> DecodedVideo:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         probe = _probe(data, self.max_source_pixels, precheck=self.precheck)
         reason = self.pyav_reason(probe, len(data))
         if reason is not None:
             logger.debug("decoding with PyAV, not decord: %s", reason)
-            return self._pyav.sample(data, num_frames, max_pixels)
+            return self._pyav.sample(data, num_frames, max_pixels, segments)
         shaper = _FrameShaper(max_pixels)
         self._trimmer.before()
         try:
@@ -675,8 +743,9 @@ class DecordSampler:
             total = len(reader)
             if total == 0:
                 raise DecodeError("corrupt", "video stream has no frames")
-            indices = sample_indices(total, num_frames)
-            frames = [shaper(reader.get_batch([int(i)]).asnumpy()[0], 0) for i in indices]
+            groups, windows = plan_frames(total, probe.fps, num_frames, segments)
+            frames_at = {i: shaper(reader.get_batch([i]).asnumpy()[0], 0)
+                         for i in np.unique(np.concatenate(groups)).tolist()}
             del reader
         except DecodeError:
             raise
@@ -688,7 +757,7 @@ class DecordSampler:
             raise DecodeError("corrupt", message) from error
         finally:
             self._trimmer.after()  # decord's threads fragment the heap: see HeapTrimmer
-        return DecodedVideo(_stack(frames), indices, total, probe.fps, probe.duration)
+        return _assemble(frames_at, groups, windows, total, probe.fps, probe.duration)
 
 
 def get_sampler(

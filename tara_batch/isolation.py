@@ -66,7 +66,8 @@ logger = logging.getLogger(__name__)
 TEST_HOOKS_ENV = "TARA_BATCH_TEST_HOOKS"
 CRASH_TEST_SAMPLER = "crash-test"
 
-_REQUEST = struct.Struct("!QQQ")  # num_frames, max_pixels, payload bytes; then the payload
+# num_frames, max_pixels, segment length and stride in seconds (0 = whole video), payload bytes; then the payload
+_REQUEST = struct.Struct("!QQddQ")
 _REPLY = struct.Struct("!BQ")  # status, pickle bytes; then the pickle
 _READY, _OK, _ERROR = 1, 2, 3
 _START_TIMEOUT_S = 120.0  # importing PyAV/decord on a cold, busy node can take a while
@@ -129,9 +130,12 @@ class IsolatedSampler:
         child = self._slot.child
         return child.process.pid if child is not None else None
 
-    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo:
+    def sample(self, data: bytes, num_frames: int, max_pixels: int,
+               segments: tuple[float, float] | None = None) -> DecodedVideo:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if segments is not None and not (segments[0] > 0 and segments[1] > 0):
+            raise ValueError(f"segment length and stride must be > 0, got {segments}")
         if max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
         with self._lock:
@@ -147,7 +151,7 @@ class IsolatedSampler:
                 self._start()
             child = self._slot.child
             assert child is not None
-            status, payload = child.request(data, num_frames, max_pixels, self.timeout_s)
+            status, payload = child.request(data, num_frames, max_pixels, segments, self.timeout_s)
             if status == _OK:
                 return pickle.loads(payload)
             if status == _ERROR:
@@ -256,12 +260,14 @@ class _Child:
             raise RuntimeError(f"decoder process {reason} during start-up ({status})")
         return child
 
-    def request(self, data: bytes, num_frames: int, max_pixels: int, timeout_s: float) -> tuple[Any, bytes]:
+    def request(self, data: bytes, num_frames: int, max_pixels: int, segments: tuple[float, float] | None,
+                timeout_s: float) -> tuple[Any, bytes]:
         """(status, payload): _OK/_ERROR with a pickle, or 'died'/'timeout' with b''."""
         deadline = time.monotonic() + timeout_s
+        length, stride = segments if segments is not None else (0.0, 0.0)
         try:
             self.sock.settimeout(timeout_s)
-            self.sock.sendall(_REQUEST.pack(num_frames, max_pixels, len(data)))
+            self.sock.sendall(_REQUEST.pack(num_frames, max_pixels, length, stride, len(data)))
             if len(data):
                 self.sock.sendall(memoryview(data))
         except TimeoutError:
@@ -341,7 +347,8 @@ class CrashTestSampler:
 
         self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels)
 
-    def sample(self, data: bytes, num_frames: int, max_pixels: int) -> DecodedVideo:
+    def sample(self, data: bytes, num_frames: int, max_pixels: int,
+               segments: tuple[float, float] | None = None) -> DecodedVideo:
         if data.startswith(b"CRASH:"):
             how = bytes(data[6:12]).split(b"\n")[0].strip()
             if how == b"SEGV":
@@ -361,7 +368,7 @@ class CrashTestSampler:
 
                 empty = np.zeros((0, 1, 1, 3), np.uint8)
                 return DecodedVideo(empty, np.zeros(0, np.int64), 0, float(os.getpid()), float(os.getppid()))
-        return self._pyav.sample(data, num_frames, max_pixels)
+        return self._pyav.sample(data, num_frames, max_pixels, segments)
 
 
 def _make_inner(spec: Mapping[str, Any]) -> Any:
@@ -405,13 +412,13 @@ def _child_main(fd: int, spec_json: str) -> None:
             header = None
         if header is None:
             return  # the parent closed its end or died
-        num_frames, max_pixels, size = _REQUEST.unpack(header)
+        num_frames, max_pixels, length, stride, size = _REQUEST.unpack(header)
         data = _recv_exact(sock, size) if size else b""
         if data is None:
             return
         trimmer.before()
         try:
-            result = sampler.sample(data, num_frames, max_pixels)
+            result = sampler.sample(data, num_frames, max_pixels, (length, stride) if length > 0 else None)
             status, reply = _OK, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             del result
         except BaseException as error:  # every exception goes back to the caller, who decides

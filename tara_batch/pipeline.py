@@ -51,10 +51,12 @@ class RunSummary:
     failed_skipped: int = 0  # permanent failures of unchanged objects (not retried)
     videos_in: int = 0
     embedded: int = 0
+    segments: int = 0  # segment mode: windows embedded (rows written)
     failed: int = 0
     failures_by_kind: dict[str, int] = field(default_factory=dict)
     stale_rows: int = 0  # rows whose object is no longer listed
     pruned_rows: int = 0
+    replaced_rows: int = 0  # segment mode: windows of partly embedded or changed videos dropped before re-embedding
     decode_seconds: float = 0.0  # summed over videos (CPU time across actors)
     embed_seconds: float = 0.0  # summed over videos (actor time)
     write_seconds: float = 0.0  # driver time spent committing to LanceDB
@@ -76,7 +78,9 @@ class RunSummary:
             f"run {self.run_id} -> {self.index} (model version {self.model_id}, table {self.table})",
             f"  listed {self.videos_listed}, already embedded {self.videos_skipped}, "
             f"permanently failed {self.failed_skipped}, processed {self.videos_in}",
-            f"  embedded {self.embedded}, failed {self.failed} ({kinds})",
+            f"  embedded {self.embedded}" + (f" ({self.segments} windows)" if self.segments else "")
+            + f", failed {self.failed} ({kinds})"
+            + (f"; {self.replaced_rows} windows of partly embedded videos replaced" if self.replaced_rows else ""),
             f"  time: list {self.list_seconds:.1f}s, decode {self.decode_seconds:.1f}s (sum), "
             f"embed {self.embed_seconds:.1f}s (sum), write {self.write_seconds:.1f}s, wall {self.wall_seconds:.1f}s",
             f"  throughput: {self.videos_per_second:.2f} videos/s; table now has {self.table_rows} rows"
@@ -108,6 +112,7 @@ def table_metadata(cfg: EmbedJobConfig, checkpoint_hash: str, model_id: str, dim
         "profile": cfg.profile.settings(),
         "dim": dim,
         "decode_backend": cfg.decode.backend,
+        "segments": list(cfg.decode.segments) if cfg.decode.segments else None,
         "tara_batch_version": __version__,
     }
 
@@ -159,7 +164,8 @@ def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan):
         fn_constructor_kwargs=dict(backend=cfg.decode.backend, num_frames=cfg.profile.num_frames,
                                    max_pixels=cfg.profile.max_pixels, threads=cfg.decode.threads, s3=s3,
                                    max_bytes=cfg.input.max_bytes, isolate=cfg.decode.isolated,
-                                   timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels),
+                                   timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels,
+                                   segments=cfg.decode.segments),
         batch_size=cfg.decode.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=plan.decode_actors),
@@ -191,7 +197,19 @@ def _rows_tables(batch: dict[str, np.ndarray], model_id: str, dim: int,
         return np.asarray(batch[name], dtype=object)[mask].tolist()
 
     emb = np.asarray(batch[S.EMBEDDING], np.float32)[ok]  # [n_ok, dim]
+    segment_cols: dict[str, pa.Array] = {}
+    if S.SEGMENT_INDEX in batch:
+        index = np.asarray(batch[S.SEGMENT_INDEX], np.int32)[ok]
+        segment_cols = {
+            S.SEGMENT_ID: pa.array([f"{v}:{i}" for v, i in zip(col(S.VIDEO_ID, ok), index.tolist(), strict=True)],
+                                   pa.string()),
+            S.SEGMENT_INDEX: pa.array(index),
+            S.SEGMENT_COUNT: pa.array(np.asarray(batch[S.SEGMENT_COUNT], np.int32)[ok]),
+            S.SEGMENT_START: pa.array(np.asarray(batch[S.SEGMENT_START], np.float64)[ok]),
+            S.SEGMENT_END: pa.array(np.asarray(batch[S.SEGMENT_END], np.float64)[ok]),
+        }
     rows = pa.table({
+        **segment_cols,
         S.VIDEO_ID: pa.array(col(S.VIDEO_ID, ok), pa.string()),
         S.URI: pa.array(col(S.URI, ok), pa.string()),
         S.SIZE: pa.array(np.asarray(batch[S.SIZE])[ok], pa.int64()),
@@ -289,7 +307,9 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     s3 = cfg.s3.options()
     ckpt_hash, model_config = checkpoint_fingerprint(cfg.model.path, s3)
     dim = embedding_dim(model_config)
-    model_id = make_model_id(ckpt_hash, cfg.profile.settings_json())
+    # Segment windows are part of what a row means: a segment index is its own version beside whole-video rows.
+    segments = cfg.decode.segments
+    model_id = make_model_id(ckpt_hash, cfg.profile.settings_json() + (f"|segments={segments}" if segments else ""))
     metadata = table_metadata(cfg, ckpt_hash, model_id, dim)
     catalog = Catalog(alias.db_uri, alias.name, s3)
     if overwrite and model_id in catalog.versions():
@@ -306,11 +326,15 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     listing = list_inputs(cfg)
     summary.list_seconds = time.perf_counter() - t0
     summary.videos_listed = listing.num_rows
-    writer = VideoTableWriter(ref, dim=dim, metadata=metadata, s3=s3, overwrite=overwrite)
+    writer = VideoTableWriter(ref, dim=dim, metadata=metadata, s3=s3, overwrite=overwrite, segments=bool(segments))
     done, failed = writer.done_ids(), writer.failure_state()
     sel = select_todo(listing, done, failed, max_attempts=cfg.failures.max_attempts, retry_failed=retry_failed,
                       only_failed=only_failed)
     todo = sel.todo
+    if segments and todo.num_rows:
+        # A video killed half-way, or changed since, may hold some of its windows (maybe a different number):
+        # drop them so the rerun writes its windows whole, never a mix of two runs.
+        summary.replaced_rows += writer.delete_rows(todo.column(S.VIDEO_ID).to_pylist())
     summary.videos_skipped, summary.failed_skipped, summary.videos_in = sel.skipped_done, sel.skipped_failed, todo.num_rows
     log.info("%d listed: %d already embedded, %d permanently failed, %d to process", listing.num_rows,
              sel.skipped_done, sel.skipped_failed, todo.num_rows)
@@ -328,7 +352,8 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     # 4. Deleted objects, version state, alias, index, summary.
     listed_ids = set(listing.column(S.VIDEO_ID).to_pylist())
     done = writer.done_ids()  # read once after the run; settling the version uses it too
-    stale = [v for v in done if v not in listed_ids]
+    present = writer.done_ids(complete_only=False) if segments else done
+    stale = [v for v in present if v not in listed_ids]
     if stale and cfg.output.on_deleted == "prune":
         summary.pruned_rows = writer.prune_rows(stale)
     else:
@@ -352,6 +377,7 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
     pending: list[pa.Table] = []
     pending_rows = 0
     embedded_ids: list[str] = []
+    failed_ids: set[str] = set()
 
     def commit() -> None:
         nonlocal pending, pending_rows
@@ -374,13 +400,21 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
                 for kind in failures.column(S.ERROR_KIND).to_pylist():
                     summary.failures_by_kind[kind] = summary.failures_by_kind.get(kind, 0) + 1
             summary.failed += failures.num_rows
-            summary.embedded += rows.num_rows
+            failed_ids.update(failures.column(S.VIDEO_ID).to_pylist())
+            # Videos, not rows: in segment mode a video's windows are its rows, and window 0 stands for the video.
+            videos = int(np.sum(np.asarray(batch[S.SEGMENT_INDEX]) <= 0)) if S.SEGMENT_INDEX in batch \
+                else len(batch[S.VIDEO_ID])
+            if S.SEGMENT_INDEX in rows.column_names:
+                summary.segments += rows.num_rows
+                summary.embedded += int(np.sum(rows.column(S.SEGMENT_INDEX).to_numpy() == 0))
+            else:
+                summary.embedded += rows.num_rows
             embedded_ids += rows.column(S.VIDEO_ID).to_pylist()
             pending.append(rows)
             pending_rows += rows.num_rows
             if pending_rows >= cfg.output.commit_rows:
                 commit()
-            bar.update(len(batch[S.VIDEO_ID]))
+            bar.update(videos)
             bar.set_postfix(ok=summary.embedded, failed=summary.failed)
             processed = summary.embedded + summary.failed
             if processed >= cfg.failures.min_videos and summary.failed > cfg.failures.max_rate * processed:
@@ -394,7 +428,8 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
     finally:
         commit()  # whatever happens, what was computed is kept
         bar.close()
-        writer.clear_failures(embedded_ids)
+        # A video with a failure in this run keeps its record, even if some of its windows were embedded.
+        writer.clear_failures(list({v for v in embedded_ids if v not in failed_ids}))
 
 
 def _settle_version(cfg: EmbedJobConfig, catalog: Catalog, writer: VideoTableWriter, listing: pa.Table,

@@ -26,6 +26,14 @@ ERROR_KIND = "error_kind"  # short machine-readable class, e.g. "corrupt", "no_v
 ERROR_MESSAGE = "error_message"
 DECODE_SECONDS = "decode_seconds"
 
+# --- segment mode (decode.segment_s): one row per sliding window of a video ---
+SEGMENT_ID = "segment_id"  # "<video_id>:<segment_index>": the table key in segment mode
+SEGMENT_INDEX = "segment_index"  # 0-based window number in time order (int32)
+SEGMENT_COUNT = "segment_count"  # windows of this video (int32): a video is complete when it has them all
+SEGMENT_START = "segment_start"  # seconds (float64)
+SEGMENT_END = "segment_end"  # seconds (float64)
+SEGMENT_COLUMNS = (SEGMENT_ID, SEGMENT_INDEX, SEGMENT_COUNT, SEGMENT_START, SEGMENT_END)
+
 # --- embed stage / output table ---
 EMBEDDING = "embedding"
 MODEL_ID = "model_id"
@@ -57,10 +65,22 @@ def listing_schema() -> pa.Schema:
     )
 
 
-def video_table_schema(dim: int, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
-    """Schema of an embeddings table: one row per video, `embedding` a fixed-size float32 vector of `dim`."""
+def segment_fields() -> list[pa.Field]:
+    return [
+        pa.field(SEGMENT_ID, pa.string(), nullable=False),
+        pa.field(SEGMENT_INDEX, pa.int32()),
+        pa.field(SEGMENT_COUNT, pa.int32()),
+        pa.field(SEGMENT_START, pa.float64()),
+        pa.field(SEGMENT_END, pa.float64()),
+    ]
+
+
+def video_table_schema(dim: int, metadata: dict[bytes, bytes] | None = None, *, segments: bool = False) -> pa.Schema:
+    """Schema of an embeddings table: one row per video (or per window in segment mode, keyed by `segment_id`),
+    `embedding` a fixed-size float32 vector of `dim`."""
     return pa.schema(
         [
+            *(segment_fields() if segments else []),
             pa.field(VIDEO_ID, pa.string(), nullable=False),
             pa.field(URI, pa.string(), nullable=False),
             pa.field(SIZE, pa.int64()),

@@ -75,12 +75,15 @@ class SearchSession:
         """The stored vector when the video is in the table, else decode + embed it with the table's profile."""
         canonical = storage.canonical_uri(uri)
         vid = storage.video_id_for(canonical)
-        hit = self.table.search().where(f"{S.VIDEO_ID} = '{vid}'").select([S.EMBEDDING]).limit(1).to_arrow()
-        if hit.num_rows:
+        # A segment table stores windows, not the whole video: embed the query video whole.
+        segmented = S.SEGMENT_ID in self.table.schema.names
+        hit = None if segmented else \
+            self.table.search().where(f"{S.VIDEO_ID} = '{vid}'").select([S.EMBEDDING]).limit(1).to_arrow()
+        if hit is not None and hit.num_rows:
             return np.asarray(hit.column(S.EMBEDDING)[0].as_py(), np.float32)
         from tara_batch.decode import DecodeError, get_sampler
 
-        log.info("%s is not in the table; embedding it now", canonical)
+        log.info("%s: embedding the query video now", canonical)
         data = storage.read_bytes(canonical, s3=self.s3)
         backend = self.metadata.get("decode_backend", "pyav")
         try:
@@ -97,11 +100,15 @@ def format_results(results: pa.Table, title: str = "") -> str:
     rows = results.to_pylist()
     width = max([len(r[S.URI]) for r in rows] + [3])
     lines = [title] if title else []
-    lines.append(f"{'rank':>4}  {'score':>7}  {'uri':<{width}}  {'duration':>8}")
+    segments = S.SEGMENT_START in results.column_names
+    lines.append(f"{'rank':>4}  {'score':>7}  {'uri':<{width}}  " + ("     window" if segments else f"{'duration':>8}"))
     for i, r in enumerate(rows, 1):
-        dur = r.get(S.DURATION)
-        dur_s = f"{dur:7.2f}s" if dur is not None and dur == dur else "       -"
-        lines.append(f"{i:>4}  {r['score']:7.4f}  {r[S.URI]:<{width}}  {dur_s}")
+        if segments:  # moment retrieval: where in the video
+            when = f"{r[S.SEGMENT_START]:6.1f}-{r[S.SEGMENT_END]:.1f}s"
+        else:
+            dur = r.get(S.DURATION)
+            when = f"{dur:7.2f}s" if dur is not None and dur == dur else "       -"
+        lines.append(f"{i:>4}  {r['score']:7.4f}  {r[S.URI]:<{width}}  {when}")
     if not rows:
         lines.append("(no results)")
     return "\n".join(lines)

@@ -93,12 +93,15 @@ class VideoTableWriter:
     """Opens (or creates) the embeddings + failures tables for one model version and commits rows to them."""
 
     def __init__(self, ref: TableRef, *, dim: int, metadata: dict[str, Any], s3: S3Options | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, segments: bool = False) -> None:
         self.ref = ref
+        self.segments = segments
+        self.key = S.SEGMENT_ID if segments else S.VIDEO_ID
         self.db = connect(ref.db_uri, s3)
         self.metadata = metadata
         model_id = metadata["model_id"]
-        sch = S.video_table_schema(dim, {S.METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+        sch = S.video_table_schema(dim, {S.METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
+                                   segments=segments)
         if table_exists(self.db, ref.name) and not overwrite:
             self.table = self.db.open_table(ref.name)
             existing = read_metadata(self.table)
@@ -119,12 +122,30 @@ class VideoTableWriter:
         else:
             self.failures = self.db.create_table(failures_name, schema=S.failures_table_schema(), mode="overwrite")
 
-    def done_ids(self) -> dict[str, str]:
-        """video_id -> etag of every row already embedded (the job skips these unless the object changed)."""
+    def done_ids(self, *, complete_only: bool = True) -> dict[str, str]:
+        """video_id -> etag of every video already embedded (the job skips these unless the object changed).
+
+        Segment mode: a video counts only once all its windows are in (`segment_count` rows); a job killed between
+        two commits of one video's windows leaves it incomplete, and the rerun redoes it (complete_only=False lists
+        every video with any row, for pruning)."""
         if not self.table.count_rows():
             return {}
-        tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG])
-        return dict(zip(tbl.column(S.VIDEO_ID).to_pylist(), tbl.column(S.ETAG).to_pylist(), strict=True))
+        if not self.segments:
+            tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG])
+            return dict(zip(tbl.column(S.VIDEO_ID).to_pylist(), tbl.column(S.ETAG).to_pylist(), strict=True))
+        tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG, S.SEGMENT_COUNT])
+        agg = tbl.group_by([S.VIDEO_ID, S.ETAG]).aggregate([(S.SEGMENT_COUNT, "count"), (S.SEGMENT_COUNT, "max")])
+        have = agg.column(f"{S.SEGMENT_COUNT}_count").to_pylist()
+        want = agg.column(f"{S.SEGMENT_COUNT}_max").to_pylist()
+        return {v: e for v, e, h, w in zip(agg.column(S.VIDEO_ID).to_pylist(), agg.column(S.ETAG).to_pylist(), have,
+                                           want, strict=True) if h == w or not complete_only}
+
+    def delete_rows(self, video_ids: list[str]) -> int:
+        """Delete every row of these videos (failure records are kept: they carry the attempt count)."""
+        before = self.table.count_rows()
+        for i in range(0, len(video_ids), 1000):
+            self.table.delete(_in_list(S.VIDEO_ID, video_ids[i:i + 1000]))
+        return before - self.table.count_rows()
 
     def failure_state(self) -> dict[str, FailureState]:
         """Latest failure record per video: what a rerun needs to decide whether to retry it."""
@@ -149,11 +170,12 @@ class VideoTableWriter:
         return before - self.table.count_rows()
 
     def write_rows(self, rows: pa.Table) -> None:
-        """Upsert embedded rows keyed on video_id: re-running a batch can never create a duplicate."""
+        """Upsert embedded rows keyed on video_id (segment_id in segment mode): re-running a batch can never create a
+        duplicate."""
         if rows.num_rows == 0:
             return
         rows = rows.cast(self.table.schema.remove_metadata()) if rows.schema != self.table.schema else rows
-        (self.table.merge_insert(S.VIDEO_ID).when_matched_update_all().when_not_matched_insert_all().execute(rows))
+        (self.table.merge_insert(self.key).when_matched_update_all().when_not_matched_insert_all().execute(rows))
 
     def write_failures(self, rows: pa.Table) -> None:
         if rows.num_rows:
@@ -227,7 +249,8 @@ def search(table, vector: np.ndarray, k: int = 10, *, nprobes: int = 20, refine_
     query = table.search(q, vector_column_name=S.EMBEDDING).distance_type("cosine").limit(k)
     if has_index(table):
         query = query.nprobes(nprobes).refine_factor(refine_factor)
-    res = query.select([S.VIDEO_ID, S.URI, S.DURATION, S.NUM_FRAMES, "_distance"]).to_arrow()
+    segment = [S.SEGMENT_START, S.SEGMENT_END] if S.SEGMENT_START in table.schema.names else []
+    res = query.select([S.VIDEO_ID, S.URI, *segment, S.DURATION, S.NUM_FRAMES, "_distance"]).to_arrow()
     score = pc.subtract(pa.scalar(1.0, pa.float32()), res.column("_distance").cast(pa.float32()))
     res = res.drop_columns(["_distance"]).append_column("score", score)
     return res.sort_by([("score", "descending")])

@@ -7,6 +7,10 @@ compute the papers' metrics, and write a JSON + Markdown report with the publish
 Videos go through `run_embed` into `<out>/index.lancedb/<benchmark>`: a rerun with the same model version reuses
 them (nothing is re-embedded), a new model version is built beside it. Text and composed queries are embedded on the
 driver with the transformers backend (a benchmark has thousands of queries, not millions of videos).
+
+Charades-STA (temporal grounding) runs the embed job in segment mode (`decode.segment_s`, default 4 s windows every
+2 s): each sentence ranks its video's windows, the best window grows over neighbours scoring close to it
+(`tara_batch.eval.grounding`), and the predicted [start, end] is scored by R1@IoU 0.3/0.5/0.7 and mIoU.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from tara_batch.eval import metrics as M
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS = ("cia", "rtime", "negbench", "covr", "generic")
+BENCHMARKS = ("cia", "rtime", "negbench", "covr", "charades-sta", "generic")
+DEFAULT_SEGMENTS = (4.0, 2.0)  # Charades-STA: videos ~30 s, moments ~8 s; a window is half a moment
 
 # Published Tarsier2 + TARA figures (tara-method.md section 5), printed beside ours.
 PAPER: dict[str, dict[str, dict[str, float]]] = {
@@ -41,6 +46,10 @@ PAPER: dict[str, dict[str, dict[str, float]]] = {
     "rtime": {"RTime": {"t2v": 67.2, "v2t": 77.9}},
     "negbench": {"MSR-VTT": {"standard": 65.1, "negated": 65.0}, "COCO": {"standard": 76.7, "negated": 73.6}},
     "covr": {"WebVid-CoVR": {"R@1": 66.3, "R@5": 86.7, "R@10": 91.5}},
+}
+# Not TARA's: TAR-TVG (a generative grounding model) on Charades-STA, the figure the seed papers compare against.
+REFERENCE: dict[str, dict[str, dict[str, float]]] = {
+    "charades-sta": {"Charades-STA (TAR-TVG)": {"mIoU": 61.1}},
 }
 
 
@@ -62,6 +71,8 @@ def _video_uris(bench: Any, name: str) -> list[str]:
         uris = bench.gallery_uris
     elif name == "covr":
         uris = bench.gallery_uris + bench.source_uris
+    elif name == "charades-sta":
+        uris = bench.video_uris
     else:
         uris = [u for u in bench.gallery_uris + bench.query_uris if u]
     return list(dict.fromkeys(storage.canonical_uri(u) for u in uris))
@@ -80,13 +91,16 @@ def read_benchmark(req: EvalRequest) -> Any:
         return B.read_negbench(a[0], a[1], req.media, s3=s3)
     if req.benchmark == "covr":
         return B.read_covr(a[0], req.media, s3=s3)
+    if req.benchmark == "charades-sta":
+        return B.read_charades_sta(a[0], req.media, s3=s3)
     if req.benchmark == "generic":
         return B.read_generic(*a, media_root=req.media, s3=s3)
     raise ConfigError("--benchmark", f"unknown benchmark {req.benchmark!r}; choose one of {list(BENCHMARKS)}")
 
 
-def embed_videos(req: EvalRequest, uris: list[str]) -> tuple[dict[str, np.ndarray], str, Any]:
-    """Run the embed job over the benchmark's videos; returns (uri -> vector, model_id, summary)."""
+def embed_videos(req: EvalRequest, uris: list[str]) -> tuple[Any, str, Any]:
+    """Run the embed job over the benchmark's videos; returns (uri -> vector, model_id, summary). In segment mode
+    (charades-sta) the first item is the windows table (uri, segment_start, segment_end, embedding) instead."""
     from tara_batch.pipeline import run_embed
     from tara_batch.search import SearchSession
 
@@ -104,6 +118,9 @@ def embed_videos(req: EvalRequest, uris: list[str]) -> tuple[dict[str, np.ndarra
                               output=dataclasses.replace(req.job.output, table=table))
     summary = run_embed(job, progress=False)
     session = SearchSession.open(table, load_model=False, version=summary.model_id)
+    if job.decode.segments:
+        return session.table.to_arrow().select([S.URI, S.SEGMENT_START, S.SEGMENT_END, S.EMBEDDING]), \
+            summary.model_id, summary
     rows = session.table.to_arrow().select([S.URI, S.EMBEDDING])
     vectors = {u: np.asarray(v, np.float32) for u, v in zip(rows.column(S.URI).to_pylist(),
                                                             rows.column(S.EMBEDDING).to_pylist(), strict=True)}
@@ -126,8 +143,24 @@ def _require(vectors: dict[str, np.ndarray], uris: list[str], what: str) -> None
                          f"{missing[:3]}; metrics over a partial gallery would not be comparable to the papers")
 
 
-def compute(req: EvalRequest, bench: Any, vectors: dict[str, np.ndarray], embedder) -> dict[str, Any]:
+def compute(req: EvalRequest, bench: Any, vectors: Any, embedder) -> dict[str, Any]:
+    """Metrics of one benchmark. A `_pairs` entry (paired video and text embeddings) is for the projection plot and
+    is popped by `run_eval` before the report is written."""
     name = req.benchmark
+    if name == "charades-sta":
+        from tara_batch.eval import grounding as G
+
+        windows = vectors
+        have = set(windows.column(S.URI).to_pylist())
+        _require({u: None for u in have}, bench.video_uris, "videos")
+        q = _texts(embedder, bench.sentences)
+        pred = G.ground_queries(q, np.asarray(windows.column(S.EMBEDDING).to_pylist(), np.float32),
+                                windows.column(S.URI).to_pylist(), windows.column(S.SEGMENT_START).to_numpy(),
+                                windows.column(S.SEGMENT_END).to_numpy(),
+                                [storage.canonical_uri(u) for u in bench.video_uris])
+        gt = np.stack([np.asarray(bench.starts, np.float64), np.asarray(bench.ends, np.float64)], axis=1)
+        return {"grounding": G.grounding_metrics(pred, gt), "windows": windows.num_rows,
+                "_predictions": pred}
     if name == "cia":
         _require(vectors, bench.video_uris, "videos")
         t = _texts(embedder, bench.texts)
@@ -138,14 +171,16 @@ def compute(req: EvalRequest, bench: Any, vectors: dict[str, np.ndarray], embedd
         relevant = [np.flatnonzero(np.array(bench.video_text_ids) == tid) for tid in bench.text_ids]
         res["t2v"] = M.retrieval_report(t, v, relevant)
         res["v2t"] = M.retrieval_report(v, t, np.array([idx[x] for x in bench.video_text_ids]))
-        res["modality_gap"] = M.modality_gap(v, t[[idx[x] for x in bench.video_text_ids]])
+        paired_t = t[[idx[x] for x in bench.video_text_ids]]
+        res["modality_gap"] = M.modality_gap(v, paired_t)
+        res["_pairs"] = (v, paired_t)
         return res
     if name == "rtime":
         _require(vectors, bench.video_uris + bench.reverse_video_uris, "videos")
         tf = _texts(embedder, bench.captions)
         tr = _texts(embedder, bench.reverse_captions) if bench.reverse_captions else None
         vf, vr = _stack(vectors, bench.video_uris), _stack(vectors, bench.reverse_video_uris)
-        return {"binary": M.rtime_binary(tf, vf, vr, tr), "modality_gap": M.modality_gap(vf, tf)}
+        return {"binary": M.rtime_binary(tf, vf, vr, tr), "modality_gap": M.modality_gap(vf, tf), "_pairs": (vf, tf)}
     if name == "negbench":
         _require(vectors, bench.gallery_uris, "videos")
         g = _stack(vectors, bench.gallery_uris)
@@ -171,8 +206,17 @@ def compute(req: EvalRequest, bench: Any, vectors: dict[str, np.ndarray], embedd
         qv.append(_texts(embedder, [text])[0] if text is not None else vectors[storage.canonical_uri(uri)])
     g = _stack(vectors, bench.gallery_uris)
     q = np.stack(qv)
-    return {"retrieval": M.retrieval_report(q, g, [np.asarray(r) for r in bench.relevant]),
-            "mAP": 100 * M.mean_average_precision(q, g, [np.asarray(r) for r in bench.relevant])}
+    relevant = [np.asarray(r) for r in bench.relevant]
+    res = {"retrieval": M.retrieval_report(q, g, relevant), "mAP": 100 * M.mean_average_precision(q, g, relevant)}
+    text = [i for i, t in enumerate(bench.query_texts) if t is not None]
+    # The other way (video -> text) when the queries are texts: each gallery video ranks the text queries; those
+    # that list it are its relevant items. Videos no text query lists have no rank and are left out.
+    if text:
+        back = [np.flatnonzero([gi in set(relevant[qi].tolist()) for qi in text]) for gi in range(len(g))]
+        has = [gi for gi, r in enumerate(back) if len(r)]
+        if has:
+            res["v2t"] = M.retrieval_report(g[has], q[text], [back[gi] for gi in has])
+    return res
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -186,17 +230,23 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _published(title: str, figures: dict[str, dict[str, float]]) -> list[str]:
+    head = next(iter(figures.values()))
+    lines = ["", title, "", "| dataset | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    return lines + [f"| {ds} | " + " | ".join(f"{x:.1f}" for x in vals.values()) + " |" for ds, vals in figures.items()]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['benchmark']} - model version {report['model_id']}", "",
              f"checkpoint `{report['checkpoint']}`, {report['videos']} videos, {report['date']}", "",
              "| metric | ours |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in _flat(report["metrics"]).items()]
-    paper = PAPER.get(report["benchmark"])
-    if paper:
-        lines += ["", "Published Tarsier2 + TARA (tara-method.md section 5):", "",
-                  "| dataset | " + " | ".join(next(iter(paper.values()))) + " |",
-                  "|---|" + "---|" * len(next(iter(paper.values())))]
-        lines += [f"| {ds} | " + " | ".join(f"{x:.1f}" for x in vals.values()) + " |" for ds, vals in paper.items()]
+    if report["benchmark"] in PAPER:
+        lines += _published("Published Tarsier2 + TARA (tara-method.md section 5):", PAPER[report["benchmark"]])
+    if report["benchmark"] in REFERENCE:
+        lines += _published("Reference (another method, for scale):", REFERENCE[report["benchmark"]])
+    if report.get("projection_png"):
+        lines += ["", f"Modality projection (PCA of paired video and text embeddings): `{report['projection_png']}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -215,16 +265,41 @@ def run_eval(req: EvalRequest) -> dict[str, Any]:
     t0 = time.perf_counter()
     bench = read_benchmark(req)
     uris = _video_uris(bench, req.benchmark)
+    if req.benchmark == "charades-sta" and req.job.decode.segments is None:
+        import dataclasses
+
+        length, stride = DEFAULT_SEGMENTS
+        req = dataclasses.replace(req, job=dataclasses.replace(req.job, decode=dataclasses.replace(
+            req.job.decode, segment_s=length, segment_stride_s=stride)))
+    elif req.benchmark != "charades-sta" and req.job.decode.segments is not None:
+        raise ConfigError("decode.segment_s", f"{req.benchmark} embeds whole videos; segment mode is for "
+                          "charades-sta (temporal grounding). Remove the decode.segment_* overrides.")
     vectors, model_id, summary = embed_videos(req, uris)
     embedder = EmbedderSpec(storage.canonical_uri(req.job.model.path), req.job.profile, backend="transformers",
                             threads=None, s3=req.job.s3.options())()
     metrics = compute(req, bench, vectors, embedder)
+    pairs = metrics.pop("_pairs", None)
+    predictions = metrics.pop("_predictions", None)
+    out = Path(req.out).expanduser().resolve()
+    stem = out / f"{req.benchmark}-{model_id}"
+    png = None
+    if pairs is not None:
+        from tara_batch.eval.plot import modality_projection_png
+
+        png = str(modality_projection_png(pairs[0], pairs[1], stem.with_suffix(".modality.png"),
+                                          title=f"{req.benchmark} {model_id[:8]}: gap "
+                                                f"{metrics.get('modality_gap', float('nan')):.3f}"))
+    if predictions is not None:  # per-sentence predictions, for error analysis
+        with stem.with_suffix(".predictions.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["video", "sentence", "start", "end", "pred_start", "pred_end"])
+            w.writerows([v, t, a, b, round(float(p[0]), 3), round(float(p[1]), 3)] for v, t, a, b, p in
+                        zip(bench.video_ids, bench.sentences, bench.starts, bench.ends, predictions, strict=True))
     report = {"benchmark": req.benchmark, "model_id": model_id, "checkpoint": req.job.model.path,
               "annotations": req.annotations, "videos": len(uris), "embedded_now": summary.embedded,
               "failed_videos": summary.failed, "metrics": metrics, "seconds": time.perf_counter() - t0,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    out = Path(req.out).expanduser().resolve()
-    stem = out / f"{req.benchmark}-{model_id}"
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "projection_png": png,
+              "segments": list(req.job.decode.segments) if req.job.decode.segments else None}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     stem.with_suffix(".md").write_text(render_markdown(report))
     log.info("report written to %s.{json,md}", stem)

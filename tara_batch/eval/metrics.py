@@ -176,15 +176,28 @@ def retrieval_report(
 
 
 def _ap_rows(scores: np.ndarray, rel: np.ndarray, cand: np.ndarray | None) -> np.ndarray:
-    """AP per row of a ``[c, G]`` score block; non-candidates are sorted last and never relevant."""
-    key = -scores.astype(np.float64)
+    """AP per row of a ``[c, G]`` score block; non-candidates are sorted last and never relevant.
+
+    ``scores`` is consumed (negated in place). AP needs only the ranks of the relevant items, so instead of
+    permuting every array by an argsort (four [c, G] 8-byte arrays: 4.4 GiB at c=1024, G=100k), each relevant
+    item's rank is counted against one sorted copy: ``1 + #{key < k_j} + #{key == k_j, index < j}``, the stable
+    order; the tie term is only computed where a tie exists."""
+    key = np.negative(scores, out=scores)
     if cand is not None:
-        key = np.where(cand, key, np.inf)
-    order = np.argsort(key, axis=1, kind="stable")
-    hits = np.take_along_axis(rel, order, axis=1)
-    cum = np.cumsum(hits, axis=1)
-    prec = cum / np.arange(1, scores.shape[1] + 1)
-    return (prec * hits).sum(axis=1) / hits.sum(axis=1)
+        key[~cand] = np.inf
+    ordered = np.sort(key, axis=1)
+    out = np.empty(key.shape[0], dtype=np.float64)
+    for i in range(key.shape[0]):
+        j = np.flatnonzero(rel[i])
+        v = key[i, j]
+        less = np.searchsorted(ordered[i], v, side="left")
+        tied = np.searchsorted(ordered[i], v, side="right") - less
+        before = np.zeros(j.size, dtype=np.int64)
+        for t in np.flatnonzero(tied > 1):
+            before[t] = np.count_nonzero(key[i, : j[t]] == v[t])
+        ranks = np.sort(1 + less + before)
+        out[i] = float(np.mean(np.arange(1, ranks.size + 1) / ranks))
+    return out
 
 
 def average_precision(scores: np.ndarray, relevant_mask: np.ndarray) -> float:
@@ -199,7 +212,7 @@ def average_precision(scores: np.ndarray, relevant_mask: np.ndarray) -> float:
         raise ValueError(f"scores {s.shape} and relevant_mask {m.shape} differ in length")
     if not m.any():
         raise ValueError("average precision is undefined without a relevant item")
-    return float(_ap_rows(s[None, :], m[None, :], None)[0])
+    return float(_ap_rows(s[None, :].copy(), m[None, :], None)[0])
 
 
 def mean_average_precision(

@@ -58,3 +58,12 @@ def test_smoke_runs_and_golden_check_can_fail(tiny_model_dir, sample_dir, capsys
                  "--backends", "transformers"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  golden cosine 'someone is folding a paper'" in out and "SMOKE: FAIL" in out
+
+
+def test_eval_overrides_after_annotations_are_handed_back():
+    from tara_batch.cli import split_overrides
+
+    files, overrides = split_overrides(["s3://b/std.csv", "/data/a=b/neg.csv", "s3.endpoint_url=http://h:9",
+                                        "decode.segment_s=2", "embed.batch_size=4"])
+    assert files == ["s3://b/std.csv", "/data/a=b/neg.csv"]
+    assert overrides == ["s3.endpoint_url=http://h:9", "decode.segment_s=2", "embed.batch_size=4"]

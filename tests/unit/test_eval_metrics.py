@@ -309,3 +309,37 @@ def test_large_chunked_equals_unchunked_smoke():
     b = M.retrieval_ranks(q, g, tgt, chunk=2100)
     np.testing.assert_array_equal(a, b)
     assert M.mean_average_precision(q, g, tgt, chunk=500) == pytest.approx(M.mean_average_precision(q, g, tgt))
+
+
+# ----------------------------------------------------------------- AP / mAP vs scikit-learn (tie-free)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_average_precision_matches_sklearn(seed):
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n = int(rng.integers(2, 60))
+        scores = rng.random(n)  # continuous: tie-free, so sklearn's tie handling does not matter
+        assert np.unique(scores).size == n
+        rel = np.zeros(n, dtype=bool)
+        rel[rng.choice(n, size=int(rng.integers(1, max(2, n // 3) + 1)), replace=False)] = True
+        assert M.average_precision(scores, rel) == pytest.approx(sk.average_precision_score(rel, scores))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_average_precision_matches_sklearn(seed):
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    Q, G = 23, 57
+    q, g = unit(rng, Q, 12), unit(rng, G, 12)
+    rel = random_relevant(rng, Q, G, max_rel=6)
+    mask = np.zeros((Q, G), dtype=bool)
+    for i, r in enumerate(rel):
+        mask[i, r] = True
+    s = q @ g.T  # the same float32 scores mean_average_precision computes
+    assert all(np.unique(row).size == G for row in s)  # tie-free
+    expected = float(np.mean([sk.average_precision_score(mask[i], s[i]) for i in range(Q)]))
+    for chunk in (1, 5, 1024):
+        assert M.mean_average_precision(q, g, rel, chunk=chunk) == pytest.approx(expected)
+    assert M.mean_average_precision(q, g, mask, chunk=4) == pytest.approx(expected)
