@@ -20,6 +20,11 @@ from tara_batch.models.profile import get_profile
 pytestmark = pytest.mark.integration
 
 
+def _s3_args(srv) -> list[str]:
+    return [f"s3.endpoint_url={srv.endpoint_url}", "s3.region=us-east-1", "s3.access_key_id=testing",
+            "s3.secret_access_key=testing"]
+
+
 def _cia_csv(sample_dir, path):
     stems = sorted(p.stem for p in sample_dir.glob("clip_*.mp4"))[:16]
     rows = []
@@ -34,12 +39,16 @@ def _cia_csv(sample_dir, path):
     return rows
 
 
-def test_cia_eval_matches_independent_computation(ray_session, sample_dir, tiny_model_dir, tmp_path, capsys):
+def test_cia_eval_matches_independent_computation(ray_session, s3_server, sample_dir, tiny_model_dir, tmp_path,
+                                                  capsys):
     ann = tmp_path / "cia.csv"
     rows = _cia_csv(sample_dir, ann)
+    s3_server.create_bucket("bench-cia")
+    for r in rows:
+        s3_server.put_bytes("bench-cia", f"ssv2/{r['id']}.mp4", (sample_dir / f"{r['id']}.mp4").read_bytes())
     out = tmp_path / "eval"
-    args = ["--benchmark", "cia", "--annotations", str(ann), "--media", str(sample_dir), "--model",
-            str(tiny_model_dir), "--out", str(out)]
+    args = ["--benchmark", "cia", "--annotations", str(ann), "--media", "s3://bench-cia/ssv2/", "--model",
+            str(tiny_model_dir), "--out", str(out), *_s3_args(s3_server)]
     assert evaluate_main(args) == 0
     assert "Published Tarsier2 + TARA" in capsys.readouterr().out
     [report_path] = list(out.glob("cia-*.json"))
@@ -59,6 +68,8 @@ def test_cia_eval_matches_independent_computation(ray_session, sample_dir, tiny_
     for k in ("chiral", "static", "all"):
         assert report["metrics"]["mAP"][k] == pytest.approx(ref[k], abs=1e-3)
     assert 0 < report["metrics"]["modality_gap"] < 2
+    assert set(report["metrics"]["t2v"]) == set(report["metrics"]["v2t"]) == {"R@1", "R@5", "R@10", "MdR"}
+    assert Image.open(report["projection_png"]).size == (640, 640)
 
     # a second run reuses the embedded videos; a comparison table renders both
     assert evaluate_main(args) == 0
@@ -85,11 +96,6 @@ def test_generic_benchmark(ray_session, sample_dir, tiny_model_dir, tmp_path):
     assert report["metrics"]["retrieval"]["R@5"] == 100.0  # 5 items: every relevant item is in the top 5
     # video -> text: g0 and g2 are listed by the one text query, so each ranks it first; the rest have no rank
     assert report["metrics"]["v2t"]["R@1"] == 100.0
-
-
-def _s3_args(srv) -> list[str]:
-    return [f"s3.endpoint_url={srv.endpoint_url}", "s3.region=us-east-1", "s3.access_key_id=testing",
-            "s3.secret_access_key=testing"]
 
 
 def test_rtime_negbench_covr_layouts(ray_session, s3_server, sample_dir, tiny_model_dir, tmp_path):
