@@ -110,10 +110,16 @@ class DecodeConfig:
     # seconds (default: half a window) as rows with start/end times, instead of one row per video.
     segment_s: float | None = None
     segment_stride_s: float | None = None
+    # Custom Ray resources each decode actor needs, e.g. {tara_decode: 1} with CPU worker nodes started with
+    # `--resources='{"tara_decode": 64}'`: decode then never takes the CPUs a GPU node's model actor needs.
+    resources: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         _choice("decode.backend", self.backend, DECODE_BACKENDS)
         _positive("decode.segment_s", self.segment_s, allow_none=True)
+        for name, amount in (self.resources or {}).items():
+            if not (isinstance(amount, (int, float)) and amount > 0):
+                raise ConfigError(f"decode.resources.{name}", f"must be a number > 0, got {amount!r}")
         _positive("decode.segment_stride_s", self.segment_stride_s, allow_none=True)
         if self.segment_stride_s is not None and self.segment_s is None:
             raise ConfigError("decode.segment_stride_s", "a stride needs a window: set `decode.segment_s` too "
@@ -142,14 +148,23 @@ class DecodeConfig:
 class EmbedConfig:
     """Model actors: one GPU each when the cluster has GPUs (num_gpus=None means auto), CPU otherwise."""
 
-    batch_size: int = 8
+    batch_size: int = 8  # rows per Ray batch, and at most this many per forward
     num_gpus: float | None = None
     num_cpus: float = 1.0
     concurrency: int | None = None
     torch_threads: int = 1
+    # Visual tokens per forward (None: rows only). Mixed resolutions then give forwards of even cost.
+    token_budget: int | None = None
+    # Where the processor (resize, patchify, tokenise) runs. auto: on the decode actors when the model actors have
+    # GPUs and run transformers (off the device's critical path); else in the model actors (pipeline.py says why).
+    preprocess: str = "auto"
+    max_tasks_in_flight: int = 2  # Ray batches queued per embed actor: the next is ready when one finishes
 
     def __post_init__(self) -> None:
         _positive("embed.batch_size", self.batch_size)
+        _positive("embed.token_budget", self.token_budget, allow_none=True)
+        _positive("embed.max_tasks_in_flight", self.max_tasks_in_flight)
+        _choice("embed.preprocess", self.preprocess, ("auto", "decode_actors", "embed_actors"))
         _positive("embed.num_cpus", self.num_cpus)
         _positive("embed.concurrency", self.concurrency, allow_none=True)
         _positive("embed.torch_threads", self.torch_threads)
@@ -219,6 +234,18 @@ class EmbedJobConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
+        if self.embed.token_budget is not None:
+            from tara_batch.models.preprocess import max_visual_tokens
+
+            largest = max_visual_tokens(self.profile)
+            if self.embed.token_budget < largest:
+                raise ConfigError("embed.token_budget", f"{self.embed.token_budget} is below the {largest} visual "
+                                  f"tokens of one clip at profile.max_pixels={self.profile.max_pixels} x "
+                                  f"{self.profile.num_frames} frames; raise it (e.g. embed.token_budget="
+                                  f"{largest * 4}) or lower profile.max_pixels")
+        if self.model.backend == "vllm" and self.embed.preprocess == "decode_actors":
+            raise ConfigError("embed.preprocess", "vLLM preprocesses frames itself; use embed.preprocess=auto (or "
+                              "embed_actors) with model.backend=vllm")
         if self.output.on_deleted == "prune" and self.input.limit is not None:
             raise ConfigError("output.on_deleted", "prune needs the full listing: unset `input.limit` or keep "
                               "`output.on_deleted=keep` (otherwise everything past the limit would be deleted)")

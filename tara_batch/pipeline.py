@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -32,8 +33,9 @@ from tara_batch.config import EmbedJobConfig, to_dict
 from tara_batch.errors import ConfigError, JobAborted
 from tara_batch.models.checkpoint import model_id as make_model_id
 from tara_batch.models.loader import EmbedderSpec, checkpoint_fingerprint, embedding_dim
-from tara_batch.stages import DecodeStage, EmbedStage
+from tara_batch.stages import CpuStage, EmbedStage
 from tara_batch.store import FailureState, TableRef, VideoTableWriter, maintain_index
+from tara_batch.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,19 @@ class RunSummary:
     stale_rows: int = 0  # rows whose object is no longer listed
     pruned_rows: int = 0
     replaced_rows: int = 0  # segment mode: windows of partly embedded or changed videos dropped before re-embedding
+    fetch_seconds: float = 0.0  # summed over videos (overlapped with decode in the actors)
     decode_seconds: float = 0.0  # summed over videos (CPU time across actors)
     embed_seconds: float = 0.0  # summed over videos (actor time)
     write_seconds: float = 0.0  # driver time spent committing to LanceDB
+    preprocess_on: str = ""  # where the processor ran: decode_actors | embed_actors
+    embed_actors: int = 0
+    embed_busy_fraction: float = 0.0  # embed actor time / (actors x span of embed activity)
+    embed_queue_seconds: float = 0.0  # mean wait of a row between decode and embed
+    visual_tokens: int = 0
+    decode_nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> rows decoded there
+    embed_nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> rows embedded there
+    first_batch_seconds: float = 0.0  # from stream start to the first finished batch (actor start-up, model load)
+    steady_videos_per_second: float = 0.0  # videos after the first batch / time from first to last batch
     list_seconds: float = 0.0
     wall_seconds: float = 0.0
     videos_per_second: float = 0.0
@@ -81,9 +93,14 @@ class RunSummary:
             f"  embedded {self.embedded}" + (f" ({self.segments} windows)" if self.segments else "")
             + f", failed {self.failed} ({kinds})"
             + (f"; {self.replaced_rows} windows of partly embedded videos replaced" if self.replaced_rows else ""),
-            f"  time: list {self.list_seconds:.1f}s, decode {self.decode_seconds:.1f}s (sum), "
-            f"embed {self.embed_seconds:.1f}s (sum), write {self.write_seconds:.1f}s, wall {self.wall_seconds:.1f}s",
-            f"  throughput: {self.videos_per_second:.2f} videos/s; table now has {self.table_rows} rows"
+            f"  time: list {self.list_seconds:.1f}s, fetch {self.fetch_seconds:.1f}s (sum), decode "
+            f"{self.decode_seconds:.1f}s (sum), embed {self.embed_seconds:.1f}s (sum), write {self.write_seconds:.1f}s,"
+            f" wall {self.wall_seconds:.1f}s",
+            f"  embed actors busy {self.embed_busy_fraction:.0%} ({self.embed_actors} actors, preprocess on "
+            f"{self.preprocess_on or '-'}), mean queue before embed {self.embed_queue_seconds:.2f}s, "
+            f"{self.visual_tokens} visual tokens",
+            f"  throughput: {self.videos_per_second:.2f} videos/s (steady {self.steady_videos_per_second:.2f}/s after "
+            f"{self.first_batch_seconds:.1f}s to the first batch); table now has {self.table_rows} rows"
             + (f"; index: {self.index_action}" if self.index_action else ""),
             f"  version {self.model_id} is {self.version_state}; live version: {self.live}"
             + (f"; {self.stale_rows} rows of deleted objects kept" if self.stale_rows else "")
@@ -138,13 +155,35 @@ def plan_resources(cfg: EmbedJobConfig, cluster: dict[str, float], n_videos: int
     if cfg.decode.concurrency:
         decode_actors = cfg.decode.concurrency
     else:
-        spare = cpus - (cfg.embed.num_cpus * embed_actors if embed_gpus == 0 else 0.0)
+        # The model actors' CPUs are reserved first (GPU actors still need a core to feed the device); the rest
+        # decode (and preprocess), so decode capacity grows with the CPUs a node has per GPU.
+        spare = cpus - cfg.embed.num_cpus * embed_actors
         decode_actors = max(1, int(spare // cfg.decode.num_cpus))
+        for name, amount in (cfg.decode.resources or {}).items():
+            # decode actors are pinned to nodes advertising this resource: only those nodes' capacity counts
+            decode_actors = max(1, min(decode_actors, int(float(cluster.get(name, 0)) // amount)))
     blocks = max(1, math.ceil(n_videos / cfg.decode.batch_size))
     return Plan(min(decode_actors, blocks), min(embed_actors, blocks), embed_gpus)
 
 
-def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan):
+def preprocess_on_decode_actors(cfg: EmbedJobConfig, plan: Plan) -> bool:
+    """Where the processor runs (embed.preprocess). auto: on the decode actors when the model actors have GPUs and
+    run transformers, so the device never waits for CPU preprocessing. Not with vLLM (it takes frames and
+    preprocesses in its own front-end process), and not on CPU-only clusters: there the model actor is a CPU
+    process too, and shipping float32 patches (about 9x the frames' bytes) cost more than it saved
+    (benchmarks/pipeline.py, docs/LOG.md)."""
+    if cfg.embed.preprocess != "auto":
+        return cfg.embed.preprocess == "decode_actors"
+    if cfg.model.backend == "vllm" or plan.embed_gpus == 0:
+        return False
+    if cfg.model.backend == "auto":
+        from tara_batch.models.vllm_backend import vllm_installed
+
+        return not vllm_installed()
+    return True
+
+
+def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan, run_id: str = ""):
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -159,26 +198,35 @@ def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan):
     blocks = [todo.slice(i, rows) for i in range(0, todo.num_rows, rows)]
     ds = ray.data.from_arrow(blocks)
     s3 = cfg.s3.options()
+    decode = dict(backend=cfg.decode.backend, num_frames=cfg.profile.num_frames, max_pixels=cfg.profile.max_pixels,
+                  threads=cfg.decode.threads, s3=s3, max_bytes=cfg.input.max_bytes, isolate=cfg.decode.isolated,
+                  timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels,
+                  segments=cfg.decode.segments, run_id=run_id)
+    on_cpu = preprocess_on_decode_actors(cfg, plan)
+    preprocess = dict(model_uri=cfg.model.path, profile=cfg.profile, s3=s3, run_id=run_id) if on_cpu else None
+    # Bounded in-flight work on both pools (Ray Data's backpressure does the rest): memory stays flat, and each
+    # embed actor has its next batch queued when one finishes, so it never waits while decode has capacity.
     ds = ds.map_batches(
-        DecodeStage,
-        fn_constructor_kwargs=dict(backend=cfg.decode.backend, num_frames=cfg.profile.num_frames,
-                                   max_pixels=cfg.profile.max_pixels, threads=cfg.decode.threads, s3=s3,
-                                   max_bytes=cfg.input.max_bytes, isolate=cfg.decode.isolated,
-                                   timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels,
-                                   segments=cfg.decode.segments),
+        CpuStage,
+        fn_constructor_kwargs=dict(decode=decode, preprocess=preprocess),
         batch_size=cfg.decode.batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=plan.decode_actors),
+        compute=ray.data.ActorPoolStrategy(size=plan.decode_actors, max_tasks_in_flight_per_actor=2),
         num_cpus=cfg.decode.num_cpus,
+        **({"resources": dict(cfg.decode.resources)} if cfg.decode.resources else {}),
     )
-    spec = EmbedderSpec(model_uri=cfg.model.path, profile=cfg.profile, backend=cfg.model.backend,
-                        device=cfg.model.device, threads=cfg.embed.torch_threads, s3=s3)
+    # Inputs preprocessed on the CPU actors are transformers inputs: the model actors must run transformers.
+    spec = EmbedderSpec(model_uri=cfg.model.path, profile=cfg.profile,
+                        backend="transformers" if on_cpu else cfg.model.backend, device=cfg.model.device,
+                        threads=cfg.embed.torch_threads, s3=s3)
     ds = ds.map_batches(
         EmbedStage,
-        fn_constructor_kwargs=dict(embedder_factory=spec),
+        fn_constructor_kwargs=dict(embedder_factory=spec, token_budget=cfg.embed.token_budget,
+                                   max_rows=cfg.embed.batch_size, run_id=run_id),
         batch_size=cfg.embed.batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=plan.embed_actors),
+        compute=ray.data.ActorPoolStrategy(size=plan.embed_actors,
+                                           max_tasks_in_flight_per_actor=cfg.embed.max_tasks_in_flight),
         num_cpus=cfg.embed.num_cpus,
         num_gpus=plan.embed_gpus,
     )
@@ -275,11 +323,12 @@ def select_todo(listing: pa.Table, done: dict[str, str], failed: dict[str, Failu
 
 
 def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = True, retry_failed: bool = False,
-              only_failed: bool = False) -> RunSummary:
+              only_failed: bool = False, on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
     """Run the embed job described by `cfg`; returns (and saves beside the table) the run summary.
 
     Safe to kill at any point and rerun: rows are committed every `output.commit_rows` with a merge-insert on
-    video_id, and a rerun skips everything already committed.
+    video_id, and a rerun skips everything already committed. `on_batch` is called on the driver after every
+    finished batch with the running summary (benchmarks sample memory with it).
     """
     from tqdm import tqdm
 
@@ -345,7 +394,10 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
         log.info("pools: %d decode actors, %d embed actors (%.2f GPU each)", plan.decode_actors, plan.embed_actors,
                  plan.embed_gpus)
         try:
-            _stream(cfg, build_dataset(cfg, todo, plan), writer, summary, failed, dim, progress, tqdm)
+            summary.preprocess_on = "decode_actors" if preprocess_on_decode_actors(cfg, plan) else "embed_actors"
+            summary.embed_actors = plan.embed_actors
+            _stream(cfg, build_dataset(cfg, todo, plan, run_id), writer, summary, failed, dim, progress, tqdm,
+                    on_batch)
         except JobAborted as exc:
             summary.aborted = str(exc)
 
@@ -373,32 +425,54 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
 
 
 def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSummary,
-            failed: dict[str, FailureState], dim: int, progress: bool, tqdm) -> None:
+            failed: dict[str, FailureState], dim: int, progress: bool, tqdm,
+            on_batch: Callable[[RunSummary], None] | None = None) -> None:
     pending: list[pa.Table] = []
     pending_rows = 0
     embedded_ids: list[str] = []
     failed_ids: set[str] = set()
+    tel = Telemetry(summary.run_id)
+    # embed activity: earliest batch start, latest batch end, rows' queue waits (for busy fraction and queue time)
+    first_start, last_end, waits, wait_rows = float("inf"), 0.0, 0.0, 0
+    t_stream, t_first, t_last, first_videos, done_videos = time.perf_counter(), 0.0, 0.0, 0, 0
 
     def commit() -> None:
         nonlocal pending, pending_rows
         if pending:
             t = time.perf_counter()
-            writer.write_rows(pa.concat_tables(pending))
+            rows = pa.concat_tables(pending)
+            writer.write_rows(rows)
             summary.write_seconds += time.perf_counter() - t
+            tel.inc("tara_batch_rows_written_total", rows.num_rows)
             pending, pending_rows = [], 0
+            tel.set("tara_batch_write_queue_rows", 0)
 
     bar = tqdm(total=summary.videos_in, unit="video", desc="embed", disable=not progress)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
             rows, failures = _rows_tables(batch, summary.model_id, dim, failed)
             summary.decode_seconds += float(np.sum(batch[S.DECODE_SECONDS]))
+            summary.fetch_seconds += float(np.sum(batch.get(S.FETCH_SECONDS, 0.0)))
             summary.embed_seconds += float(np.sum(batch[S.EMBED_SECONDS]))
+            summary.visual_tokens += int(np.sum(batch.get(S.VISUAL_TOKENS, 0)))
+            for col, where in ((S.DECODE_NODE, summary.decode_nodes), (S.EMBED_NODE, summary.embed_nodes)):
+                for node in np.asarray(batch.get(col, []), dtype=object).tolist():
+                    where[node] = where.get(node, 0) + 1
+            if S.EMBED_STARTED_AT in batch and len(batch[S.EMBED_STARTED_AT]):
+                started = np.asarray(batch[S.EMBED_STARTED_AT], np.float64)
+                first_start = min(first_start, float(started.min()))
+                last_end = max(last_end, float(started.max() + np.sum(batch[S.EMBED_SECONDS])))
+                wait = started - np.asarray(batch[S.DECODED_AT], np.float64)
+                waits, wait_rows = waits + float(wait.sum()), wait_rows + len(wait)
+                tel.set("tara_batch_embed_queue_seconds", float(wait.mean()))
             if failures.num_rows:
                 t = time.perf_counter()
                 writer.write_failures(failures)
                 summary.write_seconds += time.perf_counter() - t
-                for kind in failures.column(S.ERROR_KIND).to_pylist():
+                for kind, where in zip(failures.column(S.ERROR_KIND).to_pylist(),
+                                       failures.column(S.ERROR_STAGE).to_pylist(), strict=True):
                     summary.failures_by_kind[kind] = summary.failures_by_kind.get(kind, 0) + 1
+                    tel.inc("tara_batch_failures_total", 1, stage=where, kind=kind)
             summary.failed += failures.num_rows
             failed_ids.update(failures.column(S.VIDEO_ID).to_pylist())
             # Videos, not rows: in segment mode a video's windows are its rows, and window 0 stands for the video.
@@ -412,9 +486,22 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
             embedded_ids += rows.column(S.VIDEO_ID).to_pylist()
             pending.append(rows)
             pending_rows += rows.num_rows
+            tel.set("tara_batch_write_queue_rows", pending_rows)
+            tel.inc("tara_batch_videos_total", rows.num_rows, stage="embed", status="ok")
+            for where in failures.column(S.ERROR_STAGE).to_pylist():
+                tel.inc("tara_batch_videos_total", 1, stage=where, status="failed")
             if pending_rows >= cfg.output.commit_rows:
                 commit()
             bar.update(videos)
+            done_videos += videos
+            t_last = time.perf_counter()
+            if not t_first:
+                t_first, first_videos = t_last, videos
+                summary.first_batch_seconds = t_first - t_stream
+            if t_last > t_first:
+                summary.steady_videos_per_second = (done_videos - first_videos) / (t_last - t_first)
+            if on_batch is not None:
+                on_batch(summary)
             bar.set_postfix(ok=summary.embedded, failed=summary.failed)
             processed = summary.embedded + summary.failed
             if processed >= cfg.failures.min_videos and summary.failed > cfg.failures.max_rate * processed:
@@ -428,6 +515,11 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
     finally:
         commit()  # whatever happens, what was computed is kept
         bar.close()
+        if wait_rows:
+            summary.embed_queue_seconds = waits / wait_rows
+        if last_end > first_start and summary.embed_actors:
+            summary.embed_busy_fraction = min(1.0, summary.embed_seconds / (summary.embed_actors
+                                                                             * (last_end - first_start)))
         # A video with a failure in this run keeps its record, even if some of its windows were embedded.
         writer.clear_failures(list({v for v in embedded_ids if v not in failed_ids}))
 

@@ -24,7 +24,11 @@ STATUS = "status"  # "ok" | "failed"
 ERROR_STAGE = "error_stage"  # "fetch" | "decode" | "embed"
 ERROR_KIND = "error_kind"  # short machine-readable class, e.g. "corrupt", "no_video_stream", "empty"
 ERROR_MESSAGE = "error_message"
-DECODE_SECONDS = "decode_seconds"
+DECODE_SECONDS = "decode_seconds"  # decode + sample, excluding the wait for the bytes
+FETCH_SECONDS = "fetch_seconds"  # reading the object (overlapped with the previous video's decode)
+DECODE_NODE = "decode_node"  # Ray node id of the decode actor (run summary: where the work ran)
+EMBED_NODE = "embed_node"
+DECODED_AT = "decoded_at"  # unix time the decode batch finished (queue wait before embed = embed start - this)
 
 # --- segment mode (decode.segment_s): one row per sliding window of a video ---
 SEGMENT_ID = "segment_id"  # "<video_id>:<segment_index>": the table key in segment mode
@@ -34,7 +38,13 @@ SEGMENT_START = "segment_start"  # seconds (float64)
 SEGMENT_END = "segment_end"  # seconds (float64)
 SEGMENT_COLUMNS = (SEGMENT_ID, SEGMENT_INDEX, SEGMENT_COUNT, SEGMENT_START, SEGMENT_END)
 
+# --- preprocess (embed.preprocess=decode_actors): per-video model inputs, built on CPU actors ---
+# (column names come from tara_batch.models.preprocess: input_ids, pixel_values_videos, video_grid_thw,
+# visual_tokens)
+
 # --- embed stage / output table ---
+EMBED_STARTED_AT = "embed_started_at"  # unix time the embed actor began this row's batch
+VISUAL_TOKENS = "visual_tokens"
 EMBEDDING = "embedding"
 MODEL_ID = "model_id"
 CREATED_AT = "created_at"

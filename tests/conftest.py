@@ -43,6 +43,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # Metrics reported every second (default 10 s), so the telemetry tests need not wait long for a scrape.
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _system_config={"metrics_report_interval_ms": 1000})
     yield ray
     ray.shutdown()

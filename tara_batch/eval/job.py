@@ -28,7 +28,7 @@ import numpy as np
 
 from tara_batch import schema as S
 from tara_batch import storage
-from tara_batch.config import EmbedJobConfig, load_config
+from tara_batch.config import EmbedJobConfig
 from tara_batch.errors import ConfigError, InputError
 from tara_batch.eval import benchmarks as B
 from tara_batch.eval import metrics as M
@@ -308,7 +308,11 @@ def run_eval(req: EvalRequest) -> dict[str, Any]:
 
 def request_from_args(benchmark: str, annotations: list[str], media: str | None, model: str, out: str,
                       config: str | None, overrides: list[str]) -> EvalRequest:
-    # The embed section is a full embed job config; input/output are filled in by the eval job itself.
+    # --config is an embed job YAML (e.g. ray_jobs/embed.yaml): its decode/embed/profile/s3/ray sections are used;
+    # its input and output sections are dropped, the eval job fills them in (the benchmark's videos, <out>).
+    from tara_batch.config import build, load_yaml, merge, parse_overrides
+
+    data = {k: v for k, v in (load_yaml(config) if config else {}).items() if k not in ("input", "output")}
     flags = {"input": {"manifest": "-"}, "model": {"path": model}, "output": {"table": str(Path(out) / "x" / "y")}}
-    job = load_config(EmbedJobConfig, config, overrides, flags=flags)
+    job = build(EmbedJobConfig, merge(merge(data, flags), parse_overrides(overrides)))
     return EvalRequest(benchmark, annotations, media, out, job)

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tara_batch.models.profile import ModelProfile, render_text, render_video_prompts
+from tara_batch.models.preprocess import VideoPreprocessor
+from tara_batch.models.profile import ModelProfile, render_text
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ class Embedder(Protocol):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...  # [n, dim] float32, unit norm
 
     def embed_videos(self, videos: Sequence[np.ndarray]) -> np.ndarray: ...  # frames uint8 [T, H, W, 3] each
+
+    def embed_inputs(self, items: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+        """Embed videos preprocessed elsewhere (`VideoPreprocessor.one`, on CPU actors)."""
+        if not items:
+            return np.zeros((0, self.dim), np.float32)
+        return self.forward(self.pre.collate(items))
 
     def embed_composed(self, videos: Sequence[np.ndarray], edits: Sequence[str]) -> np.ndarray: ...
 
@@ -56,24 +63,13 @@ def resolve_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def prepare_frames(videos: Sequence[np.ndarray], profile: ModelProfile) -> list[np.ndarray]:
-    """Model-side frame layout: each sampled frame twice, so one temporal patch (size 2) holds one real frame."""
-    out = []
-    for v in videos:
-        v = np.asarray(v)
-        if v.dtype != np.uint8 or v.ndim != 4 or v.shape[-1] != 3:
-            raise ValueError(f"frames must be uint8 [T, H, W, 3], got {v.dtype} {v.shape}")
-        out.append(np.repeat(v, 2, axis=0) if profile.duplicate_frames else v)
-    return out
-
-
 class TransformersEmbedder:
     """Qwen2-VL-architecture checkpoint through transformers. Load once per actor; call per batch."""
 
     def __init__(self, model_dir: str | Path, profile: ModelProfile, *, device: str = "auto",
                  threads: int | None = None) -> None:
         import torch
-        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+        from transformers import Qwen2VLForConditionalGeneration
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # per-actor "Loading weights" bars would garble the job's progress bar
@@ -82,9 +78,9 @@ class TransformersEmbedder:
         self.profile = profile
         self.device = pick_device(device)
         self.dtype = resolve_dtype(profile.dtype, self.device)
-        self.processor = AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)
-        # Left padding is a correctness requirement of last-token pooling, whatever the checkpoint ships.
-        self.processor.tokenizer.padding_side = "left"
+        # One preprocessing code path for inline (here) and CPU-actor (stages.PreprocessStage) inputs.
+        self.pre = VideoPreprocessor(model_dir, profile)
+        self.processor = self.pre.processor
         model = Qwen2VLForConditionalGeneration.from_pretrained(
             str(model_dir), dtype=self.dtype, local_files_only=True
         )
@@ -92,12 +88,6 @@ class TransformersEmbedder:
         self.model = model.model.to(self.device).eval()
         del model
         self.dim = int(self.model.config.text_config.hidden_size)
-        self._video_kwargs = {
-            "size": {"shortest_edge": profile.min_pixels, "longest_edge": profile.max_pixels},
-            # Pinned explicitly: transformers 5.22 flips this default, which would change token counts.
-            "cap_pixels_per_frame": False,
-            "do_sample_frames": False,  # frames are sampled by our decode stage, uniformly, first and last included
-        }
         log.info("loaded %s on %s (%s), dim %d", model_dir, self.device, self.dtype, self.dim)
 
     # --- inputs (CPU work: tokenise, resize, patchify) ---
@@ -107,12 +97,7 @@ class TransformersEmbedder:
         return dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
 
     def video_inputs(self, videos: Sequence[np.ndarray], edits: Sequence[str] | None = None) -> dict[str, Any]:
-        prompts = render_video_prompts(self.profile, len(videos), None if edits is None else list(edits))
-        frames = prepare_frames(videos, self.profile)
-        return dict(
-            self.processor(text=prompts, videos=frames, padding=True, return_tensors="pt",
-                           videos_kwargs=self._video_kwargs)
-        )
+        return self.pre.batch(videos, edits)
 
     # --- forward + pooling ---
 
@@ -144,6 +129,12 @@ class TransformersEmbedder:
         if not videos:
             return np.zeros((0, self.dim), np.float32)
         return self.forward(self.video_inputs(videos))
+
+    def embed_inputs(self, items: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+        """Embed videos preprocessed elsewhere (`VideoPreprocessor.one`, on CPU actors)."""
+        if not items:
+            return np.zeros((0, self.dim), np.float32)
+        return self.forward(self.pre.collate(items))
 
     def embed_composed(self, videos: Sequence[np.ndarray], edits: Sequence[str]) -> np.ndarray:
         if not videos:

@@ -43,17 +43,9 @@ TARSIER2_7B = (VisionArch(), TextArch())  # Qwen2-VL-7B sizes (Tarsier2-7B is ar
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 3136, max_pixels: int = 460_800):
     """Qwen2-VL's rounding of a frame to multiples of `factor` within [min_pixels, max_pixels]."""
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
-    return h, w
+    from tara_batch.models.preprocess import smart_resize
+
+    return smart_resize(height, width, min_pixels, max_pixels, factor=factor)
 
 
 @dataclass(frozen=True)

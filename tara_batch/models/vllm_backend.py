@@ -4,7 +4,7 @@ What makes the two backends agree (tests/vllm/test_vllm_parity.py checks token i
 
 * Prompts: the same strings, rendered by `tara_batch.models.profile`; vLLM tokenises them with the checkpoint's
   tokenizer and its Qwen2-VL processor expands the single `<|video_pad|>` to the clip's tokens.
-* Frames: our decode stage's uint8 [T, H, W, 3] arrays, duplicated by `backend.prepare_frames`, passed as a plain
+* Frames: our decode stage's uint8 [T, H, W, 3] arrays, duplicated by `preprocess.prepare_frames`, passed as a plain
   array (no metadata, so vLLM never resamples); the Qwen2-VL video processor gets the same `videos_kwargs` as the
   transformers backend (size = {shortest_edge: min_pixels, longest_edge: max_pixels}, cap_pixels_per_frame=False,
   do_sample_frames=False).
@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from tara_batch.errors import ConfigError
-from tara_batch.models.backend import l2_normalize, prepare_frames
+from tara_batch.models.backend import l2_normalize
+from tara_batch.models.preprocess import prepare_frames
 from tara_batch.models.profile import ModelProfile, render_text, render_video_prompts
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,9 @@ def s3_archive(s3_server, sample_dir):
 def s3_run(ray_session, s3_server, s3_archive, tiny_model_dir, tmp_path_factory):
     table = str(tmp_path_factory.mktemp("out") / "index.lancedb" / "videos")
     rc = embed_main(["--no-progress", f"input.source=s3://{BUCKET}/videos/", f"model.path={tiny_model_dir}",
-                     f"output.table={table}", "decode.batch_size=3", "embed.batch_size=4", *_s3_args(s3_server)])
+                     f"output.table={table}", "decode.batch_size=3", "embed.batch_size=4",
+                     "embed.preprocess=decode_actors",  # model inputs built on the CPU actors (GPU clusters' default)
+                     *_s3_args(s3_server)])
     assert rc == 0
     return table
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tara_batch.models.backend import TransformersEmbedder, l2_normalize, prepare_frames
+from tara_batch.models.backend import TransformersEmbedder, l2_normalize
+from tara_batch.models.preprocess import prepare_frames
 from tara_batch.models.profile import get_profile
 
 TEXTS = ["cut", "someone is folding a paper", "a person opens the door and walks in, then closes it behind them slowly"]

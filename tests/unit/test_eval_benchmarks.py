@@ -235,3 +235,15 @@ def test_generic_single_json_and_jsonl(tmp_path):
 def test_missing_file_is_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_cia(str(tmp_path / "nope.csv"))
+
+
+def test_eval_takes_an_embed_job_yaml_as_its_config():
+    """`tara-batch eval --config ray_jobs/embed.yaml`: the YAML's input/output are the eval job's to fill in."""
+    from pathlib import Path
+
+    from tara_batch.eval.job import request_from_args
+
+    yaml_path = Path(__file__).resolve().parents[2] / "ray_jobs" / "embed.yaml"
+    req = request_from_args("cia", ["a.csv"], None, "/models/m", "/tmp/out", str(yaml_path), ["embed.batch_size=3"])
+    assert req.job.input.manifest == "-" and req.job.input.source is None
+    assert req.job.model.path == "/models/m" and req.job.embed.batch_size == 3
