@@ -99,8 +99,10 @@ class RunSummary:
             f"  embed actors busy {self.embed_busy_fraction:.0%} ({self.embed_actors} actors, preprocess on "
             f"{self.preprocess_on or '-'}), mean queue before embed {self.embed_queue_seconds:.2f}s, "
             f"{self.visual_tokens} visual tokens",
-            f"  throughput: {self.videos_per_second:.2f} videos/s (steady {self.steady_videos_per_second:.2f}/s after "
-            f"{self.first_batch_seconds:.1f}s to the first batch); table now has {self.table_rows} rows"
+            f"  throughput: {self.videos_per_second:.2f} videos/s"
+            + (f" (steady {self.steady_videos_per_second:.2f}/s after {self.first_batch_seconds:.1f}s to the first "
+               "batch)" if self.steady_videos_per_second else "")
+            + f"; table now has {self.table_rows} rows"
             + (f"; index: {self.index_action}" if self.index_action else ""),
             f"  version {self.model_id} is {self.version_state}; live version: {self.live}"
             + (f"; {self.stale_rows} rows of deleted objects kept" if self.stale_rows else "")
@@ -498,7 +500,7 @@ def _stream(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: RunSumma
             if not t_first:
                 t_first, first_videos = t_last, videos
                 summary.first_batch_seconds = t_first - t_stream
-            if t_last > t_first:
+            if t_last - t_first >= 1.0:  # shorter spans (a few batches arriving together) measure nothing
                 summary.steady_videos_per_second = (done_videos - first_videos) / (t_last - t_first)
             if on_batch is not None:
                 on_batch(summary)
