@@ -141,6 +141,12 @@ def segment_windows(duration: float, length: float, stride: float) -> np.ndarray
     return np.stack([starts, np.minimum(starts + length, duration)], axis=1)
 
 
+# Segment mode holds every window's frames of one video at once (windows x num_frames small frames). Past this many
+# windows a video fails as `too_large` instead of exhausting the actor's memory: 256 windows x 8 frames at the
+# profile's 460,800-pixel cap is ~2.8 GB; a 2-hour video needs a stride of >= 30 s to fit.
+MAX_WINDOWS = 256
+
+
 def plan_frames(total: int, fps: float, num_frames: int,
                 segments: tuple[float, float] | None) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Source frame indices to sample, one array per window (a single window = the whole video without segments).
@@ -153,6 +159,10 @@ def plan_frames(total: int, fps: float, num_frames: int,
     if not (fps > 0 and math.isfinite(fps)):
         raise DecodeError("no_frame_rate", "segment mode needs the stream's frame rate, and this video has none")
     windows = segment_windows(total / fps, *segments)
+    if len(windows) > MAX_WINDOWS:
+        raise DecodeError("too_large", f"{len(windows)} windows of {segments[0]:g} s every {segments[1]:g} s over "
+                          f"{total / fps:.0f} s: more than {MAX_WINDOWS} (all are held in memory at once); use a "
+                          "longer decode.segment_stride_s for videos this long")
     groups = []
     for start, end in windows:
         first = min(total - 1, math.ceil(start * fps - 1e-6))

@@ -68,6 +68,12 @@ def test_plan_frames_samples_each_window_uniformly():
     with pytest.raises(DecodeError) as err:
         plan_frames(73, float("nan"), 8, (4.0, 2.0))
     assert err.value.kind == "no_frame_rate"
+    # a 2-hour video at 4 s / 2 s windows: 3,599 windows would all be in memory at once -> too_large, not OOM
+    with pytest.raises(DecodeError) as err:
+        plan_frames(7200 * 25, 25.0, 8, (4.0, 2.0))
+    assert err.value.kind == "too_large" and "segment_stride_s" in str(err.value)
+    groups, _ = plan_frames(7200 * 25, 25.0, 8, (4.0, 30.0))  # a 30 s stride fits
+    assert len(groups) == 241
 
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
