@@ -38,17 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from benchmarks.memory import vm_kib  # noqa: E402
 from tara_batch.eval import metrics  # noqa: E402
 
 MIB = 1024 * 1024
 
-
-def vm_kib(field: str) -> int:
-    """A /proc/self/status field in KiB (VmRSS: resident now, VmHWM: peak resident)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def reset_hwm() -> bool:

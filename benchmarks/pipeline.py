@@ -46,6 +46,8 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 import numpy as np  # noqa: E402
 
+from benchmarks.memory import vm_kib  # noqa: E402
+
 MIB = 1024 * 1024
 BUCKET = "bench-pipeline"
 TARGETS = {"e2e_vs_slowest": 0.9, "decode_vs_raw": 0.9, "memory_growth": 1.10}
@@ -55,10 +57,7 @@ TARGETS = {"e2e_vs_slowest": 0.9, "decode_vs_raw": 0.9, "memory_growth": 1.10}
 
 
 def _status(field: str, pid: str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return vm_kib(field, pid) * 1024
 
 
 class PeakRSS:
@@ -85,7 +84,7 @@ def actor_rss() -> dict[str, float]:
         try:
             title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             rss = _status("RssAnon", pid) / MIB
-        except OSError:
+        except (OSError, KeyError):  # the process ended, or is a kernel thread
             continue
         if "CpuStage" in title:
             out["cpu_actors"] += rss
@@ -143,8 +142,9 @@ class MotoProcess:
                          secret_access_key="testing")
 
     def overrides(self) -> list[str]:
-        return [f"s3.endpoint_url={self.endpoint}", "s3.region=us-east-1", "s3.access_key_id=testing",
-                "s3.secret_access_key=testing"]
+        from tests.s3server import s3_overrides
+
+        return s3_overrides(self.endpoint)
 
 
 def upload(s3, clips: list[bytes], n: int) -> list[str]:

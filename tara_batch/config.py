@@ -291,9 +291,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None,
-                flags: dict[str, Any] | None = None) -> T:
-    """Defaults <- YAML file <- CLI flags (e.g. --table) <- key=value overrides, then validated into `cls`."""
+                flags: dict[str, Any] | None = None, ignore_yaml: tuple[str, ...] = ()) -> T:
+    """Defaults <- YAML file <- CLI flags (e.g. --table) <- key=value overrides, then validated into `cls`.
+
+    `ignore_yaml`: top-level sections of the YAML file that the caller fills in itself (the eval job reads an embed
+    job YAML but supplies its own input and output)."""
     data: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
+    data = {k: v for k, v in data.items() if k not in ignore_yaml}
     data = merge(data, flags or {})
     data = merge(data, parse_overrides(overrides))
     return build(cls, data)

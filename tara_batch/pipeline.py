@@ -185,7 +185,8 @@ def preprocess_on_decode_actors(cfg: EmbedJobConfig, plan: Plan) -> bool:
     return True
 
 
-def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan, run_id: str = ""):
+def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan, run_id: str = "",
+                  preprocess_on_cpu: bool | None = None):
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -204,7 +205,7 @@ def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan, run_id: str =
                   threads=cfg.decode.threads, s3=s3, max_bytes=cfg.input.max_bytes, isolate=cfg.decode.isolated,
                   timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels,
                   segments=cfg.decode.segments, run_id=run_id)
-    on_cpu = preprocess_on_decode_actors(cfg, plan)
+    on_cpu = preprocess_on_decode_actors(cfg, plan) if preprocess_on_cpu is None else preprocess_on_cpu
     preprocess = dict(model_uri=cfg.model.path, profile=cfg.profile, s3=s3, run_id=run_id) if on_cpu else None
     # Bounded in-flight work on both pools (Ray Data's backpressure does the rest): memory stays flat, and each
     # embed actor has its next batch queued when one finishes, so it never waits while decode has capacity.
@@ -396,10 +397,11 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
         log.info("pools: %d decode actors, %d embed actors (%.2f GPU each)", plan.decode_actors, plan.embed_actors,
                  plan.embed_gpus)
         try:
-            summary.preprocess_on = "decode_actors" if preprocess_on_decode_actors(cfg, plan) else "embed_actors"
+            on_cpu = preprocess_on_decode_actors(cfg, plan)
+            summary.preprocess_on = "decode_actors" if on_cpu else "embed_actors"
             summary.embed_actors = plan.embed_actors
-            _stream(cfg, build_dataset(cfg, todo, plan, run_id), writer, summary, failed, dim, progress, tqdm,
-                    on_batch)
+            _stream(cfg, build_dataset(cfg, todo, plan, run_id, on_cpu), writer, summary, failed, dim, progress,
+                    tqdm, on_batch)
         except JobAborted as exc:
             summary.aborted = str(exc)
 

@@ -93,8 +93,7 @@ class DecodeStage:
             if data is not None:
                 fetched_bytes += len(data)
                 try:
-                    video = self.sampler.sample(data, self.num_frames, self.max_pixels, self.segments) \
-                        if self.segments else self.sampler.sample(data, self.num_frames, self.max_pixels)
+                    video = self.sampler.sample(data, self.num_frames, self.max_pixels, self.segments)
                 except DecodeError as exc:
                     stage, kind, message = "decode", exc.kind, str(exc)
                 except Exception as exc:

@@ -37,6 +37,12 @@ ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 
 
+def s3_overrides(endpoint_url: str) -> list[str]:
+    """The `s3.*=` overrides that point a job (CLI, config) at this kind of server with its dummy credentials."""
+    return [f"s3.endpoint_url={endpoint_url}", f"s3.region={REGION}", f"s3.access_key_id={ACCESS_KEY}",
+            f"s3.secret_access_key={SECRET_KEY}"]
+
+
 class S3Server:
     """moto's ThreadedMotoServer bound to 127.0.0.1 on a free port (context manager)."""
 
@@ -105,6 +111,9 @@ class S3Server:
         }
         kwargs.update(overrides)
         return S3Options(**kwargs)
+
+    def overrides(self) -> list[str]:
+        return s3_overrides(self.endpoint_url)
 
     def client(self) -> Any:
         return self.options().boto3_client()

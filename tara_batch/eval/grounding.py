@@ -33,6 +33,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from tara_batch.eval.metrics import paired_matrices
+
 __all__ = ["ground_queries", "grounding_metrics", "predict_moment", "temporal_iou"]
 
 
@@ -163,12 +165,7 @@ def ground_queries(
     memory is O(queries of a video x windows of that video). ValueError if a query's video has no windows.
     """
     r = _check_ratio(ratio)
-    q = np.asarray(query_emb, dtype=np.float32)
-    w = np.asarray(window_emb, dtype=np.float32)
-    if q.ndim != 2 or w.ndim != 2:
-        raise ValueError(f"query_emb and window_emb must be 2-D, got shapes {q.shape} and {w.shape}")
-    if q.shape[1] != w.shape[1]:
-        raise ValueError(f"embedding dims differ: queries d={q.shape[1]}, windows d={w.shape[1]}")
+    q, w = paired_matrices("query_emb", query_emb, "window_emb", window_emb)
     wv = np.asarray(list(window_video), dtype=object)
     qv = np.asarray(list(query_video), dtype=object)
     ws = np.asarray(window_start, dtype=np.float64).reshape(-1)

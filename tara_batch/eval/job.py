@@ -28,7 +28,7 @@ import numpy as np
 
 from tara_batch import schema as S
 from tara_batch import storage
-from tara_batch.config import EmbedJobConfig
+from tara_batch.config import EmbedJobConfig, load_config
 from tara_batch.errors import ConfigError, InputError
 from tara_batch.eval import benchmarks as B
 from tara_batch.eval import metrics as M
@@ -309,10 +309,7 @@ def run_eval(req: EvalRequest) -> dict[str, Any]:
 def request_from_args(benchmark: str, annotations: list[str], media: str | None, model: str, out: str,
                       config: str | None, overrides: list[str]) -> EvalRequest:
     # --config is an embed job YAML (e.g. ray_jobs/embed.yaml): its decode/embed/profile/s3/ray sections are used;
-    # its input and output sections are dropped, the eval job fills them in (the benchmark's videos, <out>).
-    from tara_batch.config import build, load_yaml, merge, parse_overrides
-
-    data = {k: v for k, v in (load_yaml(config) if config else {}).items() if k not in ("input", "output")}
+    # its input and output sections are ignored, the eval job fills them in (the benchmark's videos, <out>).
     flags = {"input": {"manifest": "-"}, "model": {"path": model}, "output": {"table": str(Path(out) / "x" / "y")}}
-    job = build(EmbedJobConfig, merge(merge(data, flags), parse_overrides(overrides)))
+    job = load_config(EmbedJobConfig, config, overrides, flags=flags, ignore_yaml=("input", "output"))
     return EvalRequest(benchmark, annotations, media, out, job)

@@ -44,17 +44,24 @@ DEFAULT_CHUNK = 1024
 Relevant = np.ndarray | Sequence[np.ndarray] | Sequence[Sequence[int]]
 
 
-def _emb(name: str, x: np.ndarray) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float32)
+def _emb(name: str, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    a = np.asarray(x, dtype=dtype)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D [N, d] array, got shape {a.shape}")
     return a
 
 
+def paired_matrices(a_name: str, a: np.ndarray, b_name: str, b: np.ndarray,
+                    dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Two embedding sets as 2-D arrays of `dtype` with the same dim (ValueError naming them otherwise)."""
+    x, y = _emb(a_name, a, dtype), _emb(b_name, b, dtype)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"embedding dims differ: {a_name} d={x.shape[1]}, {b_name} d={y.shape[1]}")
+    return x, y
+
+
 def _pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    q, g = _emb("queries", queries), _emb("gallery", gallery)
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"embedding dims differ: queries d={q.shape[1]}, gallery d={g.shape[1]}")
+    q, g = paired_matrices("queries", queries, "gallery", gallery)
     if g.shape[0] == 0:
         raise ValueError("gallery is empty")
     return q, g

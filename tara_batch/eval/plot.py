@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from tara_batch.eval.metrics import paired_matrices
+
 __all__ = ["MEAN_COLOURS", "PAIR_COLOUR", "TEXT_COLOUR", "VIDEO_COLOUR", "modality_projection_png", "pca_2d"]
 
 VIDEO_COLOUR = (31, 119, 180)
@@ -79,12 +81,7 @@ def modality_projection_png(
 
     ``video_emb`` ``[Nv, d]`` and ``text_emb`` ``[Nt, d]`` (same d). Equal lengths are taken to be paired rows.
     """
-    v = np.asarray(video_emb, dtype=np.float64)
-    t = np.asarray(text_emb, dtype=np.float64)
-    if v.ndim != 2 or t.ndim != 2:
-        raise ValueError(f"video_emb and text_emb must be 2-D [N, d], got shapes {v.shape} and {t.shape}")
-    if v.shape[1] != t.shape[1]:
-        raise ValueError(f"embedding dims differ: video d={v.shape[1]}, text d={t.shape[1]}")
+    v, t = paired_matrices("video_emb", video_emb, "text_emb", text_emb, np.float64)
     if v.shape[0] == 0 or t.shape[0] == 0:
         raise ValueError("video_emb and text_emb must be non-empty")
     if not (np.isfinite(v).all() and np.isfinite(t).all()):

@@ -21,9 +21,6 @@ pytestmark = pytest.mark.integration
 BUCKET = "archive-embed"
 
 
-def _s3_args(srv) -> list[str]:
-    return [f"s3.endpoint_url={srv.endpoint_url}", "s3.region=us-east-1", "s3.access_key_id=testing",
-            "s3.secret_access_key=testing"]
 
 
 def _open(table_uri: str):
@@ -44,7 +41,7 @@ def s3_run(ray_session, s3_server, s3_archive, tiny_model_dir, tmp_path_factory)
     rc = embed_main(["--no-progress", f"input.source=s3://{BUCKET}/videos/", f"model.path={tiny_model_dir}",
                      f"output.table={table}", "decode.batch_size=3", "embed.batch_size=4",
                      "embed.preprocess=decode_actors",  # model inputs built on the CPU actors (GPU clusters' default)
-                     *_s3_args(s3_server)])
+                     *s3_server.overrides()])
     assert rc == 0
     return table
 
@@ -109,7 +106,7 @@ def test_text_search_returns_k_sorted(s3_run):
 
 
 def test_video_search_by_s3_uri_uses_stored_vector(s3_run, s3_server):
-    session = SearchSession.open(s3_run, overrides=_s3_args(s3_server), load_model=False)
+    session = SearchSession.open(s3_run, overrides=s3_server.overrides(), load_model=False)
     first = session.table.to_arrow().column(S.URI)[0].as_py()
     res = session.by_video(first, 2)
     assert res.column(S.URI)[0].as_py() == first
@@ -117,7 +114,7 @@ def test_video_search_by_s3_uri_uses_stored_vector(s3_run, s3_server):
 
 def test_rerun_skips_everything(s3_run, s3_server, tiny_model_dir, capsys):
     rc = embed_main(["--no-progress", f"input.source=s3://{BUCKET}/videos/", f"model.path={tiny_model_dir}",
-                     f"output.table={s3_run}", *_s3_args(s3_server)])
+                     f"output.table={s3_run}", *s3_server.overrides()])
     assert rc == 0
     assert "already embedded 22, permanently failed 0, processed 0" in capsys.readouterr().out
     assert _open(s3_run).count_rows() == 22
@@ -173,7 +170,7 @@ def test_checkpoint_from_s3_is_fetched_once_and_matches(ray_session, s3_server, 
     s3_server.upload_dir(tiny_model_dir, "models-tiny", "tiny/")
     table = str(tmp_path / "db" / "from_s3_model")
     assert embed_main(["--no-progress", f"input.source={sample_dir}", "model.path=s3://models-tiny/tiny/",
-                       f"output.table={table}", "input.glob=clip_000[0-3].mp4", *_s3_args(s3_server)]) == 0
+                       f"output.table={table}", "input.glob=clip_000[0-3].mp4", *s3_server.overrides()]) == 0
     got = _by_name(_open(table))
     assert len(got) == 4
     for name, vec in got.items():

@@ -20,9 +20,6 @@ from tara_batch.models.profile import get_profile
 pytestmark = pytest.mark.integration
 
 
-def _s3_args(srv) -> list[str]:
-    return [f"s3.endpoint_url={srv.endpoint_url}", "s3.region=us-east-1", "s3.access_key_id=testing",
-            "s3.secret_access_key=testing"]
 
 
 def _cia_csv(sample_dir, path):
@@ -48,7 +45,7 @@ def test_cia_eval_matches_independent_computation(ray_session, s3_server, sample
         s3_server.put_bytes("bench-cia", f"ssv2/{r['id']}.mp4", (sample_dir / f"{r['id']}.mp4").read_bytes())
     out = tmp_path / "eval"
     args = ["--benchmark", "cia", "--annotations", str(ann), "--media", "s3://bench-cia/ssv2/", "--model",
-            str(tiny_model_dir), "--out", str(out), *_s3_args(s3_server)]
+            str(tiny_model_dir), "--out", str(out), *s3_server.overrides()]
     assert evaluate_main(args) == 0
     assert "Published Tarsier2 + TARA" in capsys.readouterr().out
     [report_path] = list(out.glob("cia-*.json"))
@@ -116,7 +113,7 @@ def test_rtime_negbench_covr_layouts(ray_session, s3_server, sample_dir, tiny_mo
     ann = {p.name: s3_server.put_bytes("bench-layouts", f"ann/{p.name}", p.read_bytes()) for p in (rt, std, neg, cv)}
     out = tmp_path / "eval"
     base = ["-q", "eval", "--media", "s3://bench-layouts/media/", "--model", str(tiny_model_dir), "--out", str(out)]
-    s3 = _s3_args(s3_server)
+    s3 = s3_server.overrides()
     assert cli([*base, "--benchmark", "rtime", "--annotations", ann["rtime.csv"], *s3]) == 0
     assert cli([*base, "--benchmark", "negbench", "--annotations", ann["std.csv"], ann["neg.csv"], *s3]) == 0
     assert cli([*base, "--benchmark", "covr", "--annotations", ann["covr.csv"], *s3]) == 0
@@ -151,7 +148,7 @@ def test_charades_sta_grounding_over_s3(ray_session, s3_server, tiny_model_dir, 
     out = tmp_path / "eval"
     args = ["--benchmark", "charades-sta", "--annotations", ann, "--media", "s3://charades/videos/", "--model",
             str(tiny_model_dir), "--out", str(out), "decode.segment_s=2", "decode.segment_stride_s=1",
-            *_s3_args(s3_server)]
+            *s3_server.overrides()]
     assert evaluate_main(args) == 0
     md = capsys.readouterr().out
     assert "R1@0.5" in md and "TAR-TVG" in md

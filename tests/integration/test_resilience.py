@@ -24,14 +24,12 @@ from tara_batch.status import index_status
 from tara_batch.storage import list_videos
 from tara_batch.store import TableRef, connect, table_exists
 from tests.faults import FaultProxy
+from tests.s3server import s3_overrides
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _s3_args(endpoint: str) -> list[str]:
-    return [f"s3.endpoint_url={endpoint}", "s3.region=us-east-1", "s3.access_key_id=testing",
-            "s3.secret_access_key=testing"]
 
 
 def _ids(table) -> list[str]:
@@ -78,7 +76,7 @@ def test_driver_sigkill_twice_then_finish_exact_rows(ray_session, s3_server, man
     index = str(tmp_path / "db" / "videos")
     cmd = [sys.executable, str(REPO / "ray_jobs" / "embed.py"), "--no-progress", f"input.source=s3://{bucket}/v/",
            f"model.path={tiny_model_dir}", f"output.table={index}", "output.commit_rows=1", "embed.batch_size=1",
-           "decode.batch_size=1", *_s3_args(s3_server.endpoint_url)]
+           "decode.batch_size=1", *s3_overrides(s3_server.endpoint_url)]
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
     kills = []
     for target in (3, 10):  # kill once 3 rows are committed, again once 10 are
@@ -112,7 +110,7 @@ def test_s3_throttling_and_dropped_connections(ray_session, s3_server, sample_di
         proxy.fail_every = 4  # every 4th request: 503 SlowDown
         proxy.truncate_every = 3  # every 3rd object GET: half the body, then the connection drops
         assert embed_main(["--no-progress", f"input.source=s3://{bucket}/v/", f"model.path={tiny_model_dir}",
-                           f"output.table={index}", *_s3_args(proxy.endpoint_url)]) == 0
+                           f"output.table={index}", *s3_overrides(proxy.endpoint_url)]) == 0
         injected_503, requests = proxy.count(503), len(proxy.requests)
     ids = _ids(SearchSession.open(index, load_model=False).table)
     print(f"\nS3 fault test: {requests} requests, {injected_503} x 503 SlowDown, truncated every 3rd GET; "
