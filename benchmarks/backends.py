@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"profile": {"num_frames": profile.num_frames, "max_pixels": profile.max_pixels,
                                 "duplicate_frames": profile.duplicate_frames}}
     if not args.ceiling_only:
-        from tara_batch.decode import get_sampler
         from tara_batch.models.tiny import build_tiny_model
-        from tara_batch.samples import write_sample_archive
+        from tara_batch.video.registry import get_sampler
+        from tara_batch.video.samples import write_sample_archive
 
         tmp = Path(tempfile.mkdtemp(prefix="tara-bench-"))
         model_dir = build_tiny_model(tmp / "model")

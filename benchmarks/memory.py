@@ -3,11 +3,11 @@
 Measures, each in a fresh Python process so that one measurement cannot inherit another's heap:
 1. Peak RSS of sampling `profile.num_frames` frames (TARA profile: 8 frames, max_pixels 460,800) from a 10-minute
    1080p H.264 clip, a 10 s 4K clip and 10 s 720p and 360p clips, with PyAV and decord, in-process and isolated
-   (`tara_batch.isolation`: the caller and the decoder child are reported separately). Peak = VmHWM from /proc;
+   (`tara_batch.video.isolation`: the caller and the decoder child are reported separately). Peak = VmHWM from /proc;
    the input bytes are in memory too (videos arrive as bytes from object storage), so file sizes are reported.
 2. Isolation cost: child start-up time and idle RSS, per-video overhead (isolated - in-process, interleaved runs)
    on small clips and the 360p/720p clips, and the transfer floor of the protocol alone.
-3. RSS trend of the decode samplers and of `tara_batch.stages.EmbedStage` (tiny Qwen2-VL, CPU) over 500 videos in
+3. RSS trend of the decode samplers and of `tara_batch.embed.stages.EmbedStage` (tiny Qwen2-VL, CPU) over 500 videos in
    one process, sampled every 50 videos: RSS at video 100 vs video 500 (target: within 10%).
 
 Test media come from the ffmpeg of imageio-ffmpeg (lavfi `testsrc2`, x264 ultrafast, CRF 35, GOP 250) and are cached
@@ -68,7 +68,7 @@ def media_path(cache: Path, name: str) -> Path:
 
 
 def ensure_media(cache: Path, names: list[str]) -> dict[str, Path]:
-    from tara_batch.samples import ffmpeg_exe
+    from tara_batch.video.encode import ffmpeg_exe
 
     cache.mkdir(parents=True, exist_ok=True)
     found = {}
@@ -109,7 +109,7 @@ def run_child(args: list[str]) -> dict[str, Any]:
 
 
 def small_clips(cache: Path) -> list[Path]:
-    from tara_batch.samples import write_sample_archive
+    from tara_batch.video.samples import write_sample_archive
 
     root = cache / "small-clips"
     paths = sorted(root.glob("clip_*.mp4"))
@@ -123,7 +123,7 @@ def small_clips(cache: Path) -> list[Path]:
 
 
 def child_sample(path: str, sampler_name: str, isolate: bool, num_frames: int, max_pixels: int) -> dict[str, Any]:
-    from tara_batch.decode import get_sampler
+    from tara_batch.video.registry import get_sampler
 
     sampler = get_sampler(sampler_name, isolate=isolate, timeout_s=3600)  # in-process decord: imports decord here
     result: dict[str, Any] = {"baseline_mib": mib(vm_kib("VmRSS"))}
@@ -144,8 +144,8 @@ def child_sample(path: str, sampler_name: str, isolate: bool, num_frames: int, m
 
 
 def child_trend(sampler_name: str, isolate: bool, cache: str, videos: int, every: int) -> dict[str, Any]:
-    from tara_batch.decode import get_sampler
     from tara_batch.models.profile import get_profile
+    from tara_batch.video.registry import get_sampler
 
     profile = get_profile()
     datas = [path.read_bytes() for path in small_clips(Path(cache))]
@@ -168,11 +168,11 @@ def child_embed(cache: str, videos: int, every: int, batch_size: int) -> dict[st
     import numpy as np
 
     from tara_batch import schema as S
-    from tara_batch.decode import get_sampler
+    from tara_batch.embed.stages import EmbedStage
     from tara_batch.models.loader import EmbedderSpec
     from tara_batch.models.profile import get_profile
     from tara_batch.models.tiny import build_tiny_model
-    from tara_batch.stages import EmbedStage
+    from tara_batch.video.registry import get_sampler
 
     profile = get_profile()
     model_dir = Path(cache) / "tiny-model"
@@ -259,9 +259,9 @@ def print_sampling_row(row: dict[str, Any]) -> None:
 
 
 def section_overhead(cache: Path, media: dict[str, Path], samplers: list[str], repeats: int) -> list[dict[str, Any]]:
-    from tara_batch.decode import get_sampler
-    from tara_batch.isolation import IsolatedSampler
     from tara_batch.models.profile import get_profile
+    from tara_batch.video.isolation import IsolatedSampler
+    from tara_batch.video.registry import get_sampler
 
     profile = get_profile()
     clips = {p.name: p.read_bytes() for p in small_clips(cache)}
@@ -317,7 +317,7 @@ def section_overhead(cache: Path, media: dict[str, Path], samplers: list[str], r
 def section_ipc_floor(repeats: int) -> list[dict[str, Any]]:
     """Round trip of the isolation protocol alone: the test-only `crash-test` sampler answers b"CRASH:PID" inputs
     without decoding, so this is the cost of moving the input bytes to the child (plus a tiny reply)."""
-    from tara_batch.isolation import TEST_HOOKS_ENV, IsolatedSampler
+    from tara_batch.video.isolation import TEST_HOOKS_ENV, IsolatedSampler
 
     os.environ[TEST_HOOKS_ENV] = "1"  # the benchmark's own process only; the hook never runs in a job
     rows = []

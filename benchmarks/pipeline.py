@@ -97,7 +97,8 @@ def actor_rss() -> dict[str, float]:
 
 
 def make_archive(cache: Path, unique: int, size: tuple[int, int], seconds: float, fps: float) -> list[bytes]:
-    from tara_batch.samples import encode_video, make_clip_frames
+    from tara_batch.video.encode import encode_video
+    from tara_batch.video.samples import make_clip_frames
 
     w, h = size
     out = []
@@ -136,7 +137,7 @@ class MotoProcess:
         self.proc.wait(10)
 
     def options(self):
-        from tara_batch.storage import S3Options
+        from tara_batch.io.s3 import S3Options
 
         return S3Options(endpoint_url=self.endpoint, region="us-east-1", access_key_id="testing",
                          secret_access_key="testing")
@@ -164,7 +165,7 @@ def raw_pyav_sample(data: bytes, num_frames: int) -> list[np.ndarray]:
     No packet table, no rotation, no resize: the floor our sampler is measured against."""
     import av
 
-    from tara_batch.decode import sample_indices
+    from tara_batch.video.frames import sample_indices
 
     with av.open(io.BytesIO(data)) as c:
         stream = c.streams.video[0]
@@ -187,12 +188,14 @@ def _rate(n: int, seconds: float) -> float:
 
 def measure_stages(args, moto: MotoProcess, uris: list[str], model_dir: Path, work: Path) -> dict[str, Any]:
     from tara_batch import schema as S
-    from tara_batch import storage
-    from tara_batch.decode import get_sampler
+    from tara_batch.index.tables import TableRef
+    from tara_batch.index.writer import VideoTableWriter
+    from tara_batch.io.listing import list_videos
+    from tara_batch.io.reads import read_bytes
     from tara_batch.models.backend import TransformersEmbedder
     from tara_batch.models.preprocess import VideoPreprocessor
     from tara_batch.models.profile import get_profile
-    from tara_batch.store import TableRef, VideoTableWriter
+    from tara_batch.video.registry import get_sampler
 
     s3, prof = moto.options(), get_profile()
     m = min(args.stage_videos, len(uris))
@@ -209,8 +212,8 @@ def measure_stages(args, moto: MotoProcess, uris: list[str], model_dir: Path, wo
         print(f"  {name:<12} {n:>5} in {dt:6.2f}s  {_rate(n, dt):8.1f}/s  peak +{mem.peak_mib:.0f} MiB", flush=True)
         return out
 
-    run("list", len(uris), lambda: storage.list_videos(f"s3://{BUCKET}/videos/", s3=s3))
-    blobs = run("fetch", m, lambda: [storage.read_bytes(u, s3=s3) for u in uris[:m]])
+    run("list", len(uris), lambda: list_videos(f"s3://{BUCKET}/videos/", s3=s3))
+    blobs = run("fetch", m, lambda: [read_bytes(u, s3=s3) for u in uris[:m]])
     # Decode vs the raw decoder: interleaved video by video (A, B, A, B, ...), so a neighbour's load on this shared
     # machine hits both alike; their ratio is what the target is about.
     sampler = get_sampler("pyav")
@@ -260,7 +263,7 @@ def measure_stages(args, moto: MotoProcess, uris: list[str], model_dir: Path, wo
 
 def run_e2e(args, moto: MotoProcess, model_dir: Path, work: Path, preprocess: str) -> dict[str, Any]:
     from tara_batch.config import EmbedJobConfig, load_config
-    from tara_batch.pipeline import run_embed
+    from tara_batch.embed.job import run_embed
 
     table = work / f"e2e-{preprocess}.lancedb" / "videos"
     cfg = load_config(EmbedJobConfig, None, [

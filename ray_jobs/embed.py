@@ -16,8 +16,8 @@ import sys
 
 from tara_batch.cli import OVERRIDES_HELP, _setup_logging
 from tara_batch.config import EmbedJobConfig, load_config
+from tara_batch.embed.job import run_embed
 from tara_batch.errors import ConfigError, InputError, JobAborted
-from tara_batch.pipeline import run_embed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tara_batch import __version__
 from tara_batch.errors import ConfigError, InputError, JobAborted
-from tara_batch.store import TableRef
+from tara_batch.index.tables import TableRef
 
 log = logging.getLogger("tara_batch")
 
@@ -50,7 +50,7 @@ def embed_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from tara_batch.config import EmbedJobConfig, load_config
-    from tara_batch.pipeline import run_embed
+    from tara_batch.embed.job import run_embed
 
     cfg = load_config(EmbedJobConfig, args.config, args.overrides, flags=embed_flags(args))
     summary = run_embed(cfg, overwrite=args.overwrite, progress=not args.no_progress,
@@ -72,7 +72,7 @@ def _s3(overrides: list[str]):
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from tara_batch.status import index_status, render_status
+    from tara_batch.index.status import index_status, render_status
 
     st = index_status(args.table, _s3(args.overrides))
     print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
@@ -80,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
-    from tara_batch.status import open_failures
+    from tara_batch.index.status import open_failures
 
     t = open_failures(args.table, _s3(args.overrides), args.version)
     rows = [r for r in t.to_pylist() if not args.kind or r.get("error_kind") == args.kind]
@@ -100,7 +100,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from tara_batch.catalog import Catalog
+    from tara_batch.index.catalog import Catalog
 
     ref = TableRef.parse(args.table)
     cat = Catalog(ref.db_uri, ref.name, _s3(args.overrides))
@@ -116,8 +116,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from tara_batch.catalog import Catalog
-    from tara_batch.store import FAILURES_SUFFIX, connect, table_exists
+    from tara_batch.index.catalog import Catalog
+    from tara_batch.index.tables import FAILURES_SUFFIX, connect, table_exists
 
     ref = TableRef.parse(args.table)
     s3 = _s3(args.overrides)
@@ -141,7 +141,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tara_batch.search import SearchSession, format_results
+    from tara_batch.search.session import SearchSession, format_results
 
     if bool(args.query) == bool(args.video):
         raise ConfigError("search", "give a text query or --video URI (exactly one)")
@@ -152,8 +152,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from tara_batch.search import SearchSession
-    from tara_batch.store import build_index
+    from tara_batch.index.ann import build_index
+    from tara_batch.search.session import SearchSession
 
     session = SearchSession.open(args.table, model=None, overrides=args.overrides, load_model=False)
     print(build_index(session.table, index_type=args.type))
@@ -176,8 +176,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
+    from tara_batch.eval.smoke import run_smoke
     from tara_batch.models.profile import get_profile
-    from tara_batch.smoke import run_smoke
 
     rep = run_smoke(args.model, get_profile(num_frames=args.frames), video=args.video, golden=args.golden,
                     backends=args.backends, device=args.device)
@@ -226,7 +226,7 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_make_triplets(args: argparse.Namespace) -> int:
-    from tara_batch.train.triplets import run
+    from tara_batch.train.triplets.command import run
 
     return run(args)
 
@@ -244,7 +244,7 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_make_samples(args: argparse.Namespace) -> int:
-    from tara_batch.samples import write_sample_archive
+    from tara_batch.video.samples import write_sample_archive
 
     paths = write_sample_archive(args.out_dir, n=args.n, seed=args.seed)
     print(f"wrote {len(paths)} videos to {args.out_dir}")
@@ -254,10 +254,10 @@ def cmd_make_samples(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Everything local: a tiny random model, a sample archive, the embed job, then a text and a video search."""
     from tara_batch.config import EmbedJobConfig, load_config
+    from tara_batch.embed.job import run_embed
     from tara_batch.models.tiny import build_tiny_model
-    from tara_batch.pipeline import run_embed
-    from tara_batch.samples import write_sample_archive
-    from tara_batch.search import SearchSession, format_results
+    from tara_batch.search.session import SearchSession, format_results
+    from tara_batch.video.samples import write_sample_archive
 
     root = Path(args.dir).resolve()
     model_dir, videos = root / "tiny-model", root / "videos"
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mt = sub.add_parser("make-triplets", help="training triplets with hard negatives: temporal, negation, core, "
                         "composed, order (T3), or a mix of them")
-    from tara_batch.train.triplets import add_arguments  # cheap: no torch / ray imports
+    from tara_batch.train.triplets.command import add_arguments  # cheap: no torch / ray imports
 
     add_arguments(mt)
     mt.set_defaults(func=cmd_make_triplets)

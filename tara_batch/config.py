@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import yaml
 
 from tara_batch.errors import ConfigError
+from tara_batch.io.listing import DEFAULT_EXTENSIONS
+from tara_batch.io.s3 import S3Options
 from tara_batch.models.profile import ModelProfile
-from tara_batch.storage import DEFAULT_EXTENSIONS, S3Options
 
 T = TypeVar("T")
 
@@ -156,7 +157,7 @@ class EmbedConfig:
     # Visual tokens per forward (None: rows only). Mixed resolutions then give forwards of even cost.
     token_budget: int | None = None
     # Where the processor (resize, patchify, tokenise) runs. auto: on the decode actors when the model actors have
-    # GPUs and run transformers (off the device's critical path); else in the model actors (pipeline.py says why).
+    # GPUs and run transformers (off the device's critical path); else in the model actors (embed/dataset.py says why).
     preprocess: str = "auto"
     max_tasks_in_flight: int = 2  # Ray batches queued per embed actor: the next is ready when one finishes
 

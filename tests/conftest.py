@@ -23,7 +23,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """>= 20 real H.264 videos of mixed sizes and lengths."""
-    from tara_batch.samples import write_sample_archive
+    from tara_batch.video.samples import write_sample_archive
 
     out = tmp_path_factory.mktemp("videos")
     write_sample_archive(out, n=22, seed=1)

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tara_batch.storage import S3Options
+from tara_batch.io.s3 import S3Options
 
 REGION = "us-east-1"
 ACCESS_KEY = "testing"

@@ -1,7 +1,7 @@
 """Readers that turn public benchmark file layouts into plain dataclasses for :mod:`tara_batch.eval.metrics`.
 
 Every reader takes the benchmark file's path (local path or ``s3://`` URI, read through
-:func:`tara_batch.storage.read_bytes`) and an optional ``media_root`` (local directory or ``s3://`` prefix) that
+:func:`tara_batch.io.reads.read_bytes`) and an optional ``media_root`` (local directory or ``s3://`` prefix) that
 relative video paths are resolved against: joined with ``"/"`` for S3 and :func:`os.path.join` for local roots.
 Absolute paths and ``s3://`` URIs in a file are kept as they are; with ``media_root=None`` values are used as given.
 Nothing here checks that a video exists, and no embeddings are computed: outputs are lists of strings/ints/floats
@@ -20,35 +20,34 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from tara_batch.errors import InputError
-from tara_batch.storage import S3Options, is_s3, read_bytes
+from tara_batch.io.reads import read_bytes
+from tara_batch.io.s3 import S3Options
+from tara_batch.io.uris import is_s3
 
 __all__ = [
     "CharadesSTABenchmark",
     "CiABenchmark",
     "CoVRBenchmark",
-    "GenericBenchmark",
     "NegBenchBenchmark",
     "RTimeBenchmark",
     "read_charades_sta",
     "read_cia",
     "read_covr",
-    "read_generic",
     "read_negbench",
     "read_rtime",
     "resolve_media",
 ]
 
 CIA_TEXT_COLUMNS = ("text", "caption", "sentence", "label_text")
+
 CIA_PATH_COLUMNS = ("video_path", "path")
+
 VIDEO_COLUMNS = ("video", "video_path", "filepath", "path", "video_id")
+
 CAPTION_COLUMNS = ("caption", "captions", "text", "sentence")
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def resolve_media(media_root: str | None, rel: str) -> str:
@@ -67,7 +66,7 @@ def resolve_media(media_root: str | None, rel: str) -> str:
     return os.path.join(media_root, rel)
 
 
-def _read_text(path: str, s3: S3Options | None) -> str:
+def read_file_text(path: str, s3: S3Options | None) -> str:
     try:
         data = read_bytes(path, s3=s3)
     except FileNotFoundError as exc:
@@ -78,8 +77,8 @@ def _read_text(path: str, s3: S3Options | None) -> str:
         raise InputError(f"{path}: not UTF-8 text ({exc})") from exc
 
 
-def _read_csv(path: str, s3: S3Options | None) -> tuple[list[str], list[dict[str, str]]]:
-    text = _read_text(path, s3)
+def read_csv_rows(path: str, s3: S3Options | None) -> tuple[list[str], list[dict[str, str]]]:
+    text = read_file_text(path, s3)
     delim = "\t" if path.lower().endswith(".tsv") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     rows = [r for r in reader if any(c.strip() for c in r)]
@@ -96,7 +95,7 @@ def _read_csv(path: str, s3: S3Options | None) -> tuple[list[str], list[dict[str
     return header, out
 
 
-def _col(header: Sequence[str], given: str | None, candidates: Sequence[str], path: str, what: str) -> str:
+def pick_column(header: Sequence[str], given: str | None, candidates: Sequence[str], path: str, what: str) -> str:
     """The column to use: ``given`` if set (must exist), else the first of ``candidates`` present."""
     if given is not None:
         if given in header:
@@ -138,9 +137,6 @@ def _caption_list(value: str) -> list[str]:
         if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
             return [x.strip() for x in parsed if x.strip()]
     return [v] if v else []
-
-
-# --------------------------------------------------------------------------- CiA
 
 
 @dataclass
@@ -187,13 +183,13 @@ def read_cia(
     ``video_path``/``path``) has a non-empty value for the row, which is used instead (resolved the same way).
     A text id whose rows disagree on the text is an error.
     """
-    header, rows = _read_csv(path, s3)
-    tcol = _col(header, text_col, CIA_TEXT_COLUMNS, path, "text")
+    header, rows = read_csv_rows(path, s3)
+    tcol = pick_column(header, text_col, CIA_TEXT_COLUMNS, path, "text")
     for c in (id_col, triplet_col, label_col):
-        _col(header, c, (), path, "")
+        pick_column(header, c, (), path, "")
     pcol = path_col if path_col is not None else next((c for c in CIA_PATH_COLUMNS if c in header), None)
     if pcol is not None:
-        _col(header, pcol, (), path, "video path")
+        pick_column(header, pcol, (), path, "video path")
     texts: dict[str, str] = {}
     labels: dict[str, int] = {}
     pairs: dict[str, str] = {}
@@ -213,9 +209,6 @@ def read_cia(
         uris.append(resolve_media(media_root, rel or f"{vid}{ext}"))
         vtids.append(tid)
     return CiABenchmark(list(texts), list(texts.values()), vids, uris, vtids, pairs, labels)
-
-
-# --------------------------------------------------------------------------- RTime
 
 
 @dataclass
@@ -241,10 +234,10 @@ def read_rtime(
 ) -> RTimeBenchmark:
     """Read an RTime binary CSV. ``reverse_caption_col=None`` skips reverse captions (then only T2V is scored).
     Video values without an extension get ``ext`` appended."""
-    header, rows = _read_csv(path, s3)
+    header, rows = read_csv_rows(path, s3)
     cols = [video_col, reverse_video_col, caption_col] + ([reverse_caption_col] if reverse_caption_col else [])
     for c in cols:
-        _col(header, c, (), path, "")
+        pick_column(header, c, (), path, "")
     fwd, rev, cap, rcap = [], [], [], []
     for n, row in enumerate(rows, start=2):
         fwd.append(resolve_media(media_root, _with_ext(_cell(row, video_col, path, n), ext)))
@@ -253,9 +246,6 @@ def read_rtime(
         if reverse_caption_col:
             rcap.append(_cell(row, reverse_caption_col, path, n))
     return RTimeBenchmark(fwd, rev, cap, rcap if reverse_caption_col else None)
-
-
-# --------------------------------------------------------------------------- NegBench
 
 
 @dataclass
@@ -272,9 +262,9 @@ class NegBenchBenchmark:
 def _captions_by_video(
     path: str, video_col: str | None, caption_col: str | None, s3: S3Options | None
 ) -> dict[str, list[str]]:
-    header, rows = _read_csv(path, s3)
-    vcol = _col(header, video_col, VIDEO_COLUMNS, path, "video")
-    ccol = _col(header, caption_col, CAPTION_COLUMNS, path, "caption")
+    header, rows = read_csv_rows(path, s3)
+    vcol = pick_column(header, video_col, VIDEO_COLUMNS, path, "video")
+    ccol = pick_column(header, caption_col, CAPTION_COLUMNS, path, "caption")
     out: dict[str, list[str]] = {}
     for n, row in enumerate(rows, start=2):
         caps = _caption_list(_cell(row, ccol, path, n))
@@ -327,9 +317,6 @@ def read_negbench(
     return NegBenchBenchmark(gallery, s_caps, n_caps, target)
 
 
-# --------------------------------------------------------------------------- WebVid-CoVR
-
-
 @dataclass
 class CoVRBenchmark:
     """Composed video retrieval: query i = (``source_uris[i]``, ``edits[i]``); target =
@@ -358,9 +345,9 @@ def read_covr(
 ) -> CoVRBenchmark:
     """Read a WebVid-CoVR CSV. Video values without an extension get ``ext`` appended; caption columns are
     optional (read when present)."""
-    header, rows = _read_csv(path, s3)
+    header, rows = read_csv_rows(path, s3)
     for c in (source_col, target_col, edit_col):
-        _col(header, c, (), path, "")
+        pick_column(header, c, (), path, "")
     has_caps = source_caption_col in header and target_caption_col in header
     src, edits, tgt_idx, gallery = [], [], [], {}
     s_caps: list[str] = []
@@ -374,9 +361,6 @@ def read_covr(
             s_caps.append(row[source_caption_col])
             t_caps.append(row[target_caption_col])
     return CoVRBenchmark(src, edits, list(gallery), tgt_idx, s_caps if has_caps else None, t_caps if has_caps else None)
-
-
-# --------------------------------------------------------------------------- Charades-STA
 
 
 @dataclass
@@ -396,7 +380,7 @@ def read_charades_sta(
     """Read Charades-STA annotations: ``AO8RW 0.0 6.9##a person ...`` (official) or whitespace-separated
     ``AO8RW 0.0 6.9 a person ...``. Blank lines are skipped; ``start > end`` is an error."""
     vids, uris, starts, ends, sents = [], [], [], [], []
-    for n, line in enumerate(_read_text(path, s3).splitlines(), start=1):
+    for n, line in enumerate(read_file_text(path, s3).splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
@@ -426,194 +410,3 @@ def read_charades_sta(
     if not vids:
         raise InputError(f"{path}: no annotations")
     return CharadesSTABenchmark(vids, uris, starts, ends, sents)
-
-
-# --------------------------------------------------------------------------- generic manifest
-
-
-@dataclass
-class GenericBenchmark:
-    """A user's own retrieval benchmark. Query i has id ``query_ids[i]`` and either ``query_texts[i]`` or
-    ``query_uris[i]`` (the other is None); gallery item g has ``gallery_ids[g]`` and ``gallery_uris[g]`` (or
-    ``gallery_texts[g]``). ``relevant[i]`` = sorted gallery indices relevant to query i, ready for
-    ``metrics.retrieval_report(..., relevant)`` / ``mean_average_precision``."""
-
-    query_ids: list[str]
-    query_texts: list[str | None]
-    query_uris: list[str | None]
-    gallery_ids: list[str]
-    gallery_uris: list[str | None]
-    relevant: list[list[int]]
-    gallery_texts: list[str | None] = field(default_factory=list)
-
-
-def _records(path: str, s3: S3Options | None) -> tuple[list[str], list[dict[str, Any]]]:
-    """Rows of a CSV/TSV, JSON (list of objects) or JSONL file, plus the union of their keys."""
-    low = path.lower()
-    if low.endswith((".csv", ".tsv")):
-        header, rows = _read_csv(path, s3)
-        return header, [dict(r) for r in rows]
-    text = _read_text(path, s3)
-    try:
-        if low.endswith((".jsonl", ".ndjson")):
-            recs = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-        elif low.endswith(".json"):
-            recs = json.loads(text)
-        else:
-            raise InputError(f"{path}: unknown manifest format (use .csv, .tsv, .json or .jsonl)")
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON ({exc})") from exc
-    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
-        raise InputError(f"{path}: expected a list of JSON objects")
-    keys = list(dict.fromkeys(k for r in recs for k in r))
-    return keys, recs
-
-
-def _str(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = str(v).strip()
-    return s or None
-
-
-def _id_items(
-    recs: list[dict[str, Any]], keys: list[str], path: str, id_col: str, what: str, media_root: str | None
-) -> tuple[list[str], list[str | None], list[str | None], list[dict[str, Any]]]:
-    _col(keys, id_col, (), path, f"{what} id")
-    if "text" not in keys and "uri" not in keys:
-        raise InputError(f"{path}: missing {what} column 'text' or 'uri'; columns found: {keys}")
-    ids, texts, uris, seen = [], [], [], set()
-    for n, r in enumerate(recs, start=1):
-        rid = _str(r.get(id_col))
-        text, uri = _str(r.get("text")), _str(r.get("uri"))
-        if rid is None:
-            raise InputError(f"{path}: {what} record {n} has no {id_col!r}")
-        if rid in seen:
-            raise InputError(f"{path}: duplicate {what} id {rid!r}")
-        if (text is None) == (uri is None):
-            raise InputError(f"{path}: {what} {rid!r} needs exactly one of 'text' or 'uri'")
-        seen.add(rid)
-        ids.append(rid)
-        texts.append(text)
-        uris.append(resolve_media(media_root, uri) if uri is not None else None)
-    return ids, texts, uris, recs
-
-
-def _relevant_flag(v: Any) -> bool:
-    if v is None or v == "":
-        return True
-    try:
-        return float(v) > 0
-    except (TypeError, ValueError):
-        return True
-
-
-def read_generic(
-    queries: str,
-    gallery: str | None = None,
-    relevance: str | None = None,
-    media_root: str | None = None,
-    *,
-    query_id_col: str = "query_id",
-    item_id_col: str = "item_id",
-    drop_unjudged: bool = False,
-    s3: S3Options | None = None,
-) -> GenericBenchmark:
-    """Read a generic retrieval benchmark.
-
-    Either three files (``queries``, ``gallery``, ``relevance``; each .csv/.tsv/.json/.jsonl) or one file:
-    a JSON object ``{"queries": [...], "gallery": [...], "relevance": [...]}`` or a JSONL whose records carry
-    ``"type": "query" | "gallery" | "relevance"``. Queries: ``query_id`` + ``text`` or ``uri``; gallery:
-    ``item_id`` + ``uri`` (or ``text``); relevance: ``query_id`` + ``item_id`` (+ optional ``relevance``/``score``,
-    rows with a value <= 0 are not relevant, TREC-qrels style). A query record may also list its relevant item
-    ids under ``relevant`` (a list or one id). Unknown ids in relevance are errors; queries without any relevant
-    item are errors unless ``drop_unjudged`` (then they are dropped).
-    """
-    if (gallery is None) != (relevance is None):
-        raise InputError("generic benchmark: pass both gallery and relevance files, or one combined file")
-    if gallery is None:
-        q_keys, q_recs, g_keys, g_recs, r_keys, r_recs = _combined(queries, s3)
-        q_path = g_path = r_path = queries
-    else:
-        q_keys, q_recs = _records(queries, s3)
-        g_keys, g_recs = _records(gallery, s3)
-        r_keys, r_recs = _records(relevance, s3)
-        q_path, g_path, r_path = queries, gallery, relevance
-    qids, qtexts, quris, _ = _id_items(q_recs, q_keys, q_path, query_id_col, "query", media_root)
-    gids, gtexts, guris, _ = _id_items(g_recs, g_keys, g_path, item_id_col, "gallery", media_root)
-    qpos = {q: i for i, q in enumerate(qids)}
-    gpos = {g: i for i, g in enumerate(gids)}
-    rel: list[set[int]] = [set() for _ in qids]
-
-    def add(q: str | None, g: str | None, where: str) -> None:
-        if q not in qpos:
-            raise InputError(f"{where}: unknown query id {q!r}")
-        if g not in gpos:
-            raise InputError(f"{where}: unknown gallery item id {g!r}")
-        rel[qpos[q]].add(gpos[g])
-
-    for r in q_recs:
-        extra = r.get("relevant")
-        if extra not in (None, ""):
-            for g in extra if isinstance(extra, list) else [extra]:
-                add(_str(r.get(query_id_col)), _str(g), f"{q_path}: query 'relevant'")
-    if r_recs:
-        _col(r_keys, query_id_col, (), r_path, "relevance query id")
-        _col(r_keys, item_id_col, (), r_path, "relevance item id")
-    score_col = next((c for c in ("relevance", "score") if c in r_keys), None)
-    for r in r_recs:
-        if score_col is None or _relevant_flag(r.get(score_col)):
-            add(_str(r.get(query_id_col)), _str(r.get(item_id_col)), r_path)
-    empty = [q for q, s in zip(qids, rel, strict=True) if not s]
-    if empty and not drop_unjudged:
-        raise InputError(
-            f"{r_path}: {len(empty)} queries have no relevant gallery item (e.g. {empty[:5]}); "
-            "add relevance rows or pass drop_unjudged=True"
-        )
-    keep = [i for i, s in enumerate(rel) if s]
-    if not keep:
-        raise InputError(f"{r_path}: no query has a relevant gallery item")
-    return GenericBenchmark(
-        [qids[i] for i in keep],
-        [qtexts[i] for i in keep],
-        [quris[i] for i in keep],
-        gids,
-        guris,
-        [sorted(rel[i]) for i in keep],
-        gtexts,
-    )
-
-
-def _combined(path: str, s3: S3Options | None):
-    low = path.lower()
-    if low.endswith((".jsonl", ".ndjson")):
-        _, recs = _records(path, s3)
-        parts: dict[str, list[dict[str, Any]]] = {"query": [], "gallery": [], "relevance": []}
-        for n, r in enumerate(recs, start=1):
-            kind = r.get("type")
-            if kind not in parts:
-                raise InputError(f"{path}: record {n} has type {kind!r}; expected 'query', 'gallery' or 'relevance'")
-            parts[kind].append({k: v for k, v in r.items() if k != "type"})
-        q, g, rel = parts["query"], parts["gallery"], parts["relevance"]
-    elif low.endswith(".json"):
-        try:
-            obj = json.loads(_read_text(path, s3))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: invalid JSON ({exc})") from exc
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}: expected a JSON object with 'queries', 'gallery', 'relevance'")
-        missing = [k for k in ("queries", "gallery") if k not in obj]
-        if missing:
-            raise InputError(f"{path}: missing key(s) {missing}; keys found: {list(obj)}")
-        q, g, rel = obj["queries"], obj["gallery"], obj.get("relevance", [])
-        if not all(isinstance(x, list) and all(isinstance(r, dict) for r in x) for x in (q, g, rel)):
-            raise InputError(f"{path}: 'queries', 'gallery' and 'relevance' must be lists of objects")
-    else:
-        raise InputError(f"{path}: a single-file generic benchmark must be .json or .jsonl")
-    if not q or not g:
-        raise InputError(f"{path}: needs at least one query and one gallery record")
-
-    def keys(recs: list[dict[str, Any]]) -> list[str]:
-        return list(dict.fromkeys(k for r in recs for k in r))
-
-    return keys(q), q, keys(g), g, keys(rel), rel

@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 
 from tara_batch import schema as S
-from tara_batch import storage
 from tara_batch.config import EmbedJobConfig, load_config
 from tara_batch.errors import ConfigError, InputError
 from tara_batch.eval import benchmarks as B
 from tara_batch.eval import metrics as M
+from tara_batch.eval.generic import read_generic
+from tara_batch.io.reads import read_bytes
+from tara_batch.io.uris import canonical_uri
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def _video_uris(bench: Any, name: str) -> list[str]:
         uris = bench.video_uris
     else:
         uris = [u for u in bench.gallery_uris + bench.query_uris if u]
-    return list(dict.fromkeys(storage.canonical_uri(u) for u in uris))
+    return list(dict.fromkeys(canonical_uri(u) for u in uris))
 
 
 def read_benchmark(req: EvalRequest) -> Any:
@@ -94,15 +96,15 @@ def read_benchmark(req: EvalRequest) -> Any:
     if req.benchmark == "charades-sta":
         return B.read_charades_sta(a[0], req.media, s3=s3)
     if req.benchmark == "generic":
-        return B.read_generic(*a, media_root=req.media, s3=s3)
+        return read_generic(*a, media_root=req.media, s3=s3)
     raise ConfigError("--benchmark", f"unknown benchmark {req.benchmark!r}; choose one of {list(BENCHMARKS)}")
 
 
 def embed_videos(req: EvalRequest, uris: list[str]) -> tuple[Any, str, Any]:
     """Run the embed job over the benchmark's videos; returns (uri -> vector, model_id, summary). In segment mode
     (charades-sta) the first item is the windows table (uri, segment_start, segment_end, embedding) instead."""
-    from tara_batch.pipeline import run_embed
-    from tara_batch.search import SearchSession
+    from tara_batch.embed.job import run_embed
+    from tara_batch.search.session import SearchSession
 
     out = Path(req.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -133,11 +135,11 @@ def _texts(embedder, texts: list[str], batch: int = 64) -> np.ndarray:
 
 
 def _stack(vectors: dict[str, np.ndarray], uris: list[str]) -> np.ndarray:
-    return np.stack([vectors[storage.canonical_uri(u)] for u in uris])
+    return np.stack([vectors[canonical_uri(u)] for u in uris])
 
 
 def _require(vectors: dict[str, np.ndarray], uris: list[str], what: str) -> None:
-    missing = [u for u in uris if storage.canonical_uri(u) not in vectors]
+    missing = [u for u in uris if canonical_uri(u) not in vectors]
     if missing:
         raise InputError(f"{len(missing)} {what} could not be embedded (see `tara-batch failures`), e.g. "
                          f"{missing[:3]}; metrics over a partial gallery would not be comparable to the papers")
@@ -157,7 +159,7 @@ def compute(req: EvalRequest, bench: Any, vectors: Any, embedder) -> dict[str, A
         pred = G.ground_queries(q, np.asarray(windows.column(S.EMBEDDING).to_pylist(), np.float32),
                                 windows.column(S.URI).to_pylist(), windows.column(S.SEGMENT_START).to_numpy(),
                                 windows.column(S.SEGMENT_END).to_numpy(),
-                                [storage.canonical_uri(u) for u in bench.video_uris])
+                                [canonical_uri(u) for u in bench.video_uris])
         gt = np.stack([np.asarray(bench.starts, np.float64), np.asarray(bench.ends, np.float64)], axis=1)
         return {"grounding": G.grounding_metrics(pred, gt), "windows": windows.num_rows,
                 "_predictions": pred}
@@ -188,13 +190,13 @@ def compute(req: EvalRequest, bench: Any, vectors: Any, embedder) -> dict[str, A
         return {"R@5": M.negbench(qs, qn, g, np.array(bench.target_index), k=5)}
     if name == "covr":
         _require(vectors, bench.gallery_uris, "target videos")
-        from tara_batch.decode import get_sampler
+        from tara_batch.video.registry import get_sampler
 
         sampler = get_sampler(req.job.decode.backend)
         s3, prof = req.job.s3.options(), req.job.profile
         queries = []
         for i in range(0, len(bench.source_uris), 16):  # decode + embed sources with their edits, 16 at a time
-            frames = [sampler.sample(storage.read_bytes(storage.canonical_uri(u), s3=s3), prof.num_frames,
+            frames = [sampler.sample(read_bytes(canonical_uri(u), s3=s3), prof.num_frames,
                                      prof.max_pixels).frames for u in bench.source_uris[i:i + 16]]
             queries.append(embedder.embed_composed(frames, bench.edits[i:i + 16]))
         q = np.concatenate(queries)
@@ -203,7 +205,7 @@ def compute(req: EvalRequest, bench: Any, vectors: Any, embedder) -> dict[str, A
     _require(vectors, [u for u in bench.gallery_uris if u], "gallery videos")
     qv = []
     for text, uri in zip(bench.query_texts, bench.query_uris, strict=True):
-        qv.append(_texts(embedder, [text])[0] if text is not None else vectors[storage.canonical_uri(uri)])
+        qv.append(_texts(embedder, [text])[0] if text is not None else vectors[canonical_uri(uri)])
     g = _stack(vectors, bench.gallery_uris)
     q = np.stack(qv)
     relevant = [np.asarray(r) for r in bench.relevant]
@@ -275,7 +277,7 @@ def run_eval(req: EvalRequest) -> dict[str, Any]:
         raise ConfigError("decode.segment_s", f"{req.benchmark} embeds whole videos; segment mode is for "
                           "charades-sta (temporal grounding). Remove the decode.segment_* overrides.")
     vectors, model_id, summary = embed_videos(req, uris)
-    embedder = EmbedderSpec(storage.canonical_uri(req.job.model.path), req.job.profile, backend="transformers",
+    embedder = EmbedderSpec(canonical_uri(req.job.model.path), req.job.profile, backend="transformers",
                             threads=None, s3=req.job.s3.options())()
     metrics = compute(req, bench, vectors, embedder)
     pairs = metrics.pop("_pairs", None)

@@ -42,20 +42,21 @@ def _file_lock(path: Path):
 
 def resolve_checkpoint(uri: str, s3=None) -> Path:
     """Return a local directory holding the checkpoint at `uri`, downloading an s3:// prefix once per node."""
-    from tara_batch import storage
+    from tara_batch.io.s3 import S3Options
+    from tara_batch.io.uris import is_s3, split_s3
 
-    if not storage.is_s3(uri):
+    if not is_s3(uri):
         path = Path(uri).expanduser().resolve()
         if not path.is_dir():
             raise ConfigError("model.path", f"checkpoint directory {path} does not exist; pass a local directory or an s3:// prefix")
         _check_layout(path)
         return path
-    bucket, prefix = storage.split_s3(uri.rstrip("/") + "/")
+    bucket, prefix = split_s3(uri.rstrip("/") + "/")
     target = cache_root() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:24]
     done = target / ".complete"
     with _file_lock(target.with_suffix(".lock")):
         if not done.exists():
-            client = (s3 or storage.S3Options()).boto3_client()
+            client = (s3 or S3Options()).boto3_client()
             paginator = client.get_paginator("list_objects_v2")
             keys = [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
             if not keys:

@@ -36,12 +36,10 @@ into place only after verification, so a failed run never leaves a half-written 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import struct
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +47,22 @@ from pathlib import Path
 from typing import Any
 
 from tara_batch.errors import ConfigError
+from tara_batch.models.convert_config import (
+    TOKENIZER_FILES,
+    build_processor_config,
+    build_qwen2vl_config,
+    detect_layout,
+    read_source_config,
+    vision_token_ids,
+)
+from tara_batch.models.verify import (
+    SAFETENSORS_DTYPES,
+    check_against_model,
+    human_bytes,
+    read_safetensors_header,
+    sha256_file,
+    verify_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,44 +72,13 @@ KEY_MAP: tuple[tuple[str, str], ...] = (
     ("language_model.model.", "model.language_model."),
     ("language_model.lm_head.", "lm_head."),
 )
+
 # Tensors known to be unused by the Qwen2-VL forward pass: dropped (and listed in the report), not refused.
 DROP_PREFIXES: tuple[str, ...] = ("multi_modal_projector.",)
+
 DROP_SUFFIXES: tuple[str, ...] = (".inv_freq", ".original_inv_freq")
 
-# Qwen2VLTextConfig fields carried over from the LLaVA text_config (rope handled separately).
-TEXT_FIELDS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "hidden_act", "max_position_embeddings", "initializer_range", "rms_norm_eps",
-    "use_cache", "use_sliding_window", "sliding_window", "max_window_layers", "layer_types", "attention_dropout",
-    "bos_token_id", "eos_token_id", "pad_token_id",
-)
-# Qwen2VLVisionConfig fields. The LLaVA vision_config also holds Qwen2VLConfig *text* defaults (vocab_size,
-# num_hidden_layers=80, ...) because the 4.45 LLaVA class instantiated a whole Qwen2VLConfig for it: only these count.
-VISION_FIELDS = (
-    "depth", "embed_dim", "hidden_size", "hidden_act", "mlp_ratio", "num_heads", "in_channels", "patch_size",
-    "spatial_merge_size", "temporal_patch_size", "initializer_range",
-)
-# Token string -> Qwen2VLConfig field (Qwen2-VL's special tokens; the tokenizer is the authority for their ids).
-VISION_TOKENS = {
-    "image_token_id": "<|image_pad|>",
-    "video_token_id": "<|video_pad|>",
-    "vision_start_token_id": "<|vision_start|>",
-    "vision_end_token_id": "<|vision_end|>",
-}
-TOKENIZER_FILES = (
-    "tokenizer.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
-)
-IMAGE_PROCESSOR_FIELDS = (
-    "do_resize", "resample", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std",
-    "do_convert_rgb", "patch_size", "temporal_patch_size", "merge_size",
-)
-# Qwen2-VL's own processor defaults, used only when the source ships no preprocessor config.
-DEFAULT_MIN_PIXELS = 56 * 56
-DEFAULT_MAX_PIXELS = 28 * 28 * 16384
 RECORD_FILE = "tara_batch_convert.json"
-_SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
-# Full from_pretrained load during verification only below this size (a 7B would need ~16 GB of RAM and minutes).
-FULL_LOAD_MAX_BYTES = 1 << 30
 
 
 @dataclass
@@ -127,10 +110,6 @@ class _Tensor:
     dtype: str  # safetensors dtype tag, e.g. "BF16"
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# public API
-# --------------------------------------------------------------------------------------------------------------------
-
 def convert_checkpoint(
     src: str | Path,
     dst: str | Path,
@@ -152,7 +131,7 @@ def convert_checkpoint(
     dst_path = Path(dst).expanduser().resolve()
     if max_shard_bytes <= 0:
         raise ConfigError("convert.max_shard_bytes", f"must be > 0, got {max_shard_bytes}")
-    config = _read_source_config(src_path)
+    config = read_source_config(src_path)
     if detect_layout(config, str(src_path)) == "qwen2_vl":
         message = (f"{src_path} is already in the Qwen2-VL layout (model_type 'qwen2_vl'): use it directly; "
                    "nothing was written")
@@ -163,10 +142,10 @@ def convert_checkpoint(
 
     # Plan everything from headers and small files first: a bad source fails before a byte is written.
     tensors, dropped = plan_tensors(src_path)
-    token_ids = _vision_token_ids(src_path, config)
+    token_ids = vision_token_ids(src_path, config)
     dtype = _checkpoint_dtype(config, tensors)
     qwen_config = build_qwen2vl_config(config, token_ids, dtype)
-    _check_against_model(qwen_config, {t.dst_key: t.shape for t in tensors}, "convert.src")
+    check_against_model(qwen_config, {t.dst_key: t.shape for t in tensors}, "convert.src")
     processor_config = build_processor_config(src_path, qwen_config)
 
     tmp = dst_path.parent / f".{dst_path.name}.converting-{os.getpid()}"
@@ -210,37 +189,13 @@ def convert_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    message = (f"converted {len(tensors)} tensors ({_human(total)}) from the Tarsier2/LLaVA layout to the "
+    message = (f"converted {len(tensors)} tensors ({human_bytes(total)}) from the Tarsier2/LLaVA layout to the "
                f"Qwen2-VL layout in {len(shard_names)} shard(s): {dst_path}")
     log.info(message)
     return ConvertReport(
         src=src_path, dst=dst_path, noop=False, message=message, tensors=len(tensors), bytes=total,
         shards=len(shard_names), source_sha256=source_sha, output_sha256=output_sha, seconds=seconds,
         dropped=dropped, skipped_files=skipped,
-    )
-
-
-def detect_layout(config: dict[str, Any], where: str) -> str:
-    """'qwen2_vl' (use as is) or 'tarsier2' (convert); anything else raises ConfigError naming what was found."""
-    model_type = config.get("model_type")
-    if model_type == "qwen2_vl":
-        return "qwen2_vl"
-    if model_type == "llava":
-        text = config.get("text_config") or {}
-        text_type = text.get("model_type") if isinstance(text, dict) else None
-        if text_type == "qwen2_vl":
-            return "tarsier2"
-        raise ConfigError(
-            "convert.src",
-            f"{where} is a LLaVA checkpoint whose text model is {text_type!r}, not 'qwen2_vl': only Tarsier2/TARA "
-            f"(LLaVA layout around a Qwen2-VL, architectures {config.get('architectures')}) can be converted; "
-            "Tarsier v1 and other LLaVA models are a different architecture",
-        )
-    raise ConfigError(
-        "convert.src",
-        f"{where} has model_type {model_type!r}; `convert` accepts a Tarsier2/TARA checkpoint (model_type 'llava' with a "
-        "'qwen2_vl' text_config, architectures ['Tarsier2ForConditionalGeneration']) and leaves a 'qwen2_vl' "
-        "checkpoint as it is",
     )
 
 
@@ -292,198 +247,6 @@ def plan_tensors(src: Path) -> tuple[list[_Tensor], list[str]]:
     return planned, dropped
 
 
-def build_qwen2vl_config(llava: dict[str, Any], token_ids: dict[str, int], dtype: str):
-    """A validated `transformers.Qwen2VLConfig` from a Tarsier2 LLaVA config dict."""
-    from transformers import Qwen2VLConfig
-
-    text_src = dict(llava["text_config"])
-    # A text_config saved by a newer transformers nests the text fields one level down: those win.
-    if isinstance(text_src.get("text_config"), dict):
-        text_src.update(text_src["text_config"])
-    vision_src = llava.get("vision_config")
-    if not isinstance(vision_src, dict):
-        # Tarsier2 builds its tower from the top-level vision_config; without it the nested default is all we have.
-        vision_src = text_src.get("vision_config")
-        log.warning("no top-level vision_config; using the one nested in text_config")
-    if not isinstance(vision_src, dict):
-        raise ConfigError("convert.src", "config.json has no vision_config: cannot size the vision tower")
-
-    nested = text_src.get("vision_config")
-    if isinstance(nested, dict) and nested is not vision_src:
-        # vLLM's old Tarsier2 loader built the tower from this nested copy, the original code from the top-level one;
-        # for the released 7B both are Qwen2-VL-7B's. If they differ the weight shapes decide (checked below).
-        differs = sorted(k for k in ("depth", "embed_dim", "num_heads", "mlp_ratio", "patch_size")
-                         if k in nested and k in vision_src and nested[k] != vision_src[k])
-        if differs:
-            log.warning("text_config.vision_config differs from the top-level vision_config in %s; using the "
-                        "top-level one (what Tarsier2ForConditionalGeneration builds its vision tower from)", differs)
-    text = {k: text_src[k] for k in TEXT_FIELDS if k in text_src}
-    text["rope_parameters"] = _rope_parameters(text_src)
-    vision = {k: vision_src[k] for k in VISION_FIELDS if k in vision_src}
-    if "in_channels" not in vision and "in_chans" in vision_src:  # Qwen2-VL hub spelling
-        vision["in_channels"] = vision_src["in_chans"]
-    missing = [k for k in ("depth", "embed_dim", "num_heads") if k not in vision]
-    if missing:
-        raise ConfigError("convert.src", f"vision_config lacks {missing}: not a Qwen2-VL vision tower config")
-    if vision.get("hidden_size", text.get("hidden_size")) != text.get("hidden_size"):
-        raise ConfigError(
-            "convert.src",
-            f"vision_config.hidden_size {vision.get('hidden_size')} != text_config.hidden_size "
-            f"{text.get('hidden_size')}: the merger must output the LLM width",
-        )
-    vision.setdefault("hidden_size", text.get("hidden_size"))
-    tie = bool(llava.get("tie_word_embeddings", text_src.get("tie_word_embeddings", False)))
-    try:
-        return Qwen2VLConfig(
-            architectures=["Qwen2VLForConditionalGeneration"],
-            text_config=text,
-            vision_config=vision,
-            tie_word_embeddings=tie,
-            dtype=dtype,
-            **token_ids,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError("convert.src", f"the rebuilt Qwen2-VL config is invalid: {exc}") from exc
-
-
-def build_processor_config(src: Path, qwen_config) -> dict[str, Any]:
-    """processor_config.json for `Qwen2VLProcessor`: image + video processor with the source's pixel limits."""
-    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    pre: dict[str, Any] = {}
-    if (src / "preprocessor_config.json").exists():  # transformers 4.x image processor (Tarsier2's case)
-        pre = json.loads((src / "preprocessor_config.json").read_text())
-    elif (src / "processor_config.json").exists():
-        # A transformers-5 save nests the image processor here. A TarsierProcessor processor_config.json is flat and
-        # its patch/merge sizes are that processor's own token bookkeeping (defaults 1), not the image processor's.
-        pre = json.loads((src / "processor_config.json").read_text()).get("image_processor") or {}
-    if not pre:
-        log.warning("no preprocessor config in %s: using Qwen2-VL's default pixel limits", src)
-    min_pixels, max_pixels = _pixel_limits(pre)
-    common = {k: pre[k] for k in IMAGE_PROCESSOR_FIELDS if k in pre}
-    vision = qwen_config.vision_config
-    # Patch geometry must agree with the vision tower, or token counts silently disagree with pixel_values.
-    for proc_key, model_value in (("patch_size", vision.patch_size), ("temporal_patch_size", vision.temporal_patch_size),
-                                  ("merge_size", vision.spatial_merge_size)):
-        if common.setdefault(proc_key, model_value) != model_value:
-            raise ConfigError("convert.src", f"preprocessor {proc_key}={common[proc_key]} but the vision tower "
-                                             f"uses {model_value}")
-    size = {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)}
-    image = Qwen2VLImageProcessor(size=size, **common)
-    # cap_pixels_per_frame pinned like tara_batch.models.tiny: transformers 5.22 flips its default.
-    video = Qwen2VLVideoProcessor(size=size, cap_pixels_per_frame=False, **common)
-    return {
-        "image_processor": json.loads(image.to_json_string()),
-        "video_processor": json.loads(video.to_json_string()),
-        "processor_class": "Qwen2VLProcessor",
-    }
-
-
-def verify_checkpoint(
-    path: str | Path, *, error_field: str = "model.path", full_load: bool | None = None
-) -> dict[str, Any]:
-    """Check a Qwen2-VL checkpoint directory loads cleanly; raise ConfigError(field) listing what is wrong.
-
-    Cheap at any size: the config parses as Qwen2VLConfig, the model transformers builds from it on the meta device
-    (no memory) has exactly the tensors in the files (names and shapes; no missing, no unexpected), the index is
-    consistent (each key once, total_size right), AutoProcessor gives a Qwen2VLProcessor with image and video
-    processors whose tokenizer agrees with the config's vision token ids, and generation_config.json parses.
-    `full_load` (default: only under 1 GiB) also runs `from_pretrained` and requires an empty loading report.
-    Problems raise ConfigError(error_field, ...).
-    """
-    field = error_field
-    from transformers import AutoConfig, AutoProcessor, GenerationConfig, Qwen2VLProcessor
-
-    root = Path(path)
-    try:
-        config = AutoConfig.from_pretrained(str(root), local_files_only=True)
-    except Exception as exc:  # any parse failure is a verification failure
-        raise ConfigError(field, f"{root}/config.json does not load: {exc}") from exc
-    if config.model_type != "qwen2_vl":
-        raise ConfigError(field, f"{root} has model_type {config.model_type!r}, expected 'qwen2_vl'")
-
-    shapes, total = _output_shapes(root, field)
-    _check_against_model(config, shapes, field)
-
-    try:
-        processor = AutoProcessor.from_pretrained(str(root), local_files_only=True)
-    except Exception as exc:
-        raise ConfigError(field, f"AutoProcessor cannot load {root}: {exc}") from exc
-    if not isinstance(processor, Qwen2VLProcessor) or getattr(processor, "video_processor", None) is None \
-            or getattr(processor, "image_processor", None) is None:
-        raise ConfigError(field, f"{root}: AutoProcessor gave {type(processor).__name__} without image and video "
-                                 "processors; expected Qwen2VLProcessor")
-    for cfg_field, token in VISION_TOKENS.items():
-        tok_id = processor.tokenizer.convert_tokens_to_ids(token)
-        if tok_id != getattr(config, cfg_field):
-            raise ConfigError(field, f"tokenizer id of {token} is {tok_id} but config.{cfg_field} is "
-                                     f"{getattr(config, cfg_field)}")
-    if (root / "generation_config.json").exists():
-        try:
-            GenerationConfig.from_pretrained(str(root), local_files_only=True)
-        except Exception as exc:
-            raise ConfigError(field, f"{root}/generation_config.json does not load: {exc}") from exc
-
-    if full_load is None:
-        full_load = total <= FULL_LOAD_MAX_BYTES
-    if full_load:
-        from transformers import Qwen2VLForConditionalGeneration
-        from transformers.utils import logging as hf_logging
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # a "Loading weights" bar per verification is noise in a CLI run
-        try:
-            _, info = Qwen2VLForConditionalGeneration.from_pretrained(
-                str(root), local_files_only=True, output_loading_info=True
-            )
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        problems = {k: sorted(v)[:5] for k, v in info.items() if v and k != "error_msgs"}
-        if problems or info.get("error_msgs"):
-            raise ConfigError(field, f"from_pretrained({root}) reported {problems or info['error_msgs']}")
-    log.info("verified %s: %d tensors, %s%s", root, len(shapes), _human(total), " (full load)" if full_load else "")
-    return {"tensors": len(shapes), "bytes": total, "full_load": full_load}
-
-
-def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
-    """Tensor name -> {dtype, shape, data_offsets} from a .safetensors file's JSON header (no data read)."""
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) != 8:
-            raise ConfigError("convert.src", f"{path} is not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", raw)
-        if length > 100 << 20:  # a real header is KBs to a few MB; anything bigger is not safetensors
-            raise ConfigError("convert.src", f"{path} is not a safetensors file (header of {length} bytes)")
-        header = json.loads(fh.read(length))
-    header.pop("__metadata__", None)
-    return header
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------------------------------
-
-def _read_source_config(src: Path) -> dict[str, Any]:
-    if not src.is_dir():
-        raise ConfigError("convert.src", f"{src} is not a directory; pass a local checkpoint directory")
-    path = src / "config.json"
-    if not path.exists():
-        raise ConfigError("convert.src", f"{src} has no config.json: not a transformers checkpoint directory")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError("convert.src", f"{path} is not valid JSON: {exc}") from exc
-
-
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if dst == src or src in dst.parents or dst in src.parents:
         raise ConfigError("convert.dst", f"{dst} overlaps the source {src}; choose a separate directory")
@@ -523,67 +286,6 @@ def _list_files(root: Path) -> list[str]:
     return out
 
 
-def _added_tokens(src: Path) -> dict[str, int]:
-    """Special/added token string -> id from the tokenizer files, without loading a tokenizer."""
-    tokens: dict[str, int] = {}
-    tok_json = src / "tokenizer.json"
-    if tok_json.exists():
-        for item in json.loads(tok_json.read_text()).get("added_tokens", []):
-            tokens[item["content"]] = int(item["id"])
-    tok_cfg = src / "tokenizer_config.json"
-    if tok_cfg.exists():
-        for tid, item in (json.loads(tok_cfg.read_text()).get("added_tokens_decoder") or {}).items():
-            tokens.setdefault(item["content"], int(tid))
-    added = src / "added_tokens.json"
-    if added.exists():
-        for content, tid in json.loads(added.read_text()).items():
-            tokens.setdefault(content, int(tid))
-    return tokens
-
-
-def _vision_token_ids(src: Path, llava: dict[str, Any]) -> dict[str, int]:
-    """Qwen2-VL vision token ids: the tokenizer decides (the processor inserts tokens by string); config must agree."""
-    text = llava.get("text_config") or {}
-    vocab = _added_tokens(src)
-    out: dict[str, int] = {}
-    for cfg_field, token in VISION_TOKENS.items():
-        from_config = text.get(cfg_field)
-        if from_config is None and cfg_field == "image_token_id":
-            from_config = llava.get("image_token_index")  # the LLaVA-level name of the same token
-        from_tokenizer = vocab.get(token)
-        if from_tokenizer is not None and from_config is not None and int(from_config) != from_tokenizer:
-            raise ConfigError("convert.src", f"text_config.{cfg_field}={from_config} but the tokenizer maps {token} "
-                                             f"to {from_tokenizer}: inconsistent checkpoint")
-        value = from_tokenizer if from_tokenizer is not None else from_config
-        if value is None:
-            raise ConfigError("convert.src", f"cannot find the id of {token}: neither the tokenizer files nor "
-                                             f"text_config.{cfg_field} define it")
-        out[cfg_field] = int(value)
-    image_index = llava.get("image_token_index")
-    if image_index is not None and int(image_index) != out["image_token_id"]:
-        log.warning("LLaVA image_token_index %s differs from <|image_pad|> id %s; using the tokenizer's",
-                    image_index, out["image_token_id"])
-    return out
-
-
-def _rope_parameters(text: dict[str, Any]) -> dict[str, Any]:
-    """transformers-5 rope_parameters from either a v5 `rope_parameters` or a v4 `rope_scaling` + `rope_theta`."""
-    rope = dict(text.get("rope_parameters") or text.get("rope_scaling") or {})
-    if "mrope_section" not in rope:
-        raise ConfigError("convert.src", "text_config has no M-RoPE mrope_section (rope_scaling/rope_parameters): "
-                                         "not a Qwen2-VL text model")
-    rope_type = rope.pop("rope_type", None) or rope.pop("type", None) or "default"
-    rope.pop("type", None)
-    # "mrope" is only a marker in Qwen2-VL configs; the frequencies are plain ("default") RoPE split in 3 sections.
-    rope["rope_type"] = "default" if rope_type == "mrope" else rope_type
-    rope.setdefault("rope_theta", text.get("rope_theta", 1_000_000.0))
-    head_dim = text["hidden_size"] // text["num_attention_heads"]
-    if sum(rope["mrope_section"]) * 2 != head_dim:
-        raise ConfigError("convert.src", f"mrope_section {rope['mrope_section']} does not sum to head_dim/2 = "
-                                         f"{head_dim // 2}")
-    return rope
-
-
 def _checkpoint_dtype(llava: dict[str, Any], tensors: list[_Tensor]) -> str:
     declared = llava.get("dtype") or llava.get("torch_dtype") or (llava.get("text_config") or {}).get("torch_dtype")
     if isinstance(declared, str) and declared != "auto":
@@ -591,74 +293,7 @@ def _checkpoint_dtype(llava: dict[str, Any], tensors: list[_Tensor]) -> str:
     counts: dict[str, int] = {}
     for t in tensors:
         counts[t.dtype] = counts.get(t.dtype, 0) + t.nbytes
-    return _SAFETENSORS_DTYPES.get(max(counts, key=counts.get), "float32")
-
-
-def _pixel_limits(pre: dict[str, Any]) -> tuple[int, int]:
-    size = pre.get("size") or {}
-    if "shortest_edge" in size and "longest_edge" in size:  # transformers >= 4.5x
-        return size["shortest_edge"], size["longest_edge"]
-    if "min_pixels" in size and "max_pixels" in size:  # transformers 4.45 (Tarsier2's era)
-        return size["min_pixels"], size["max_pixels"]
-    return pre.get("min_pixels", DEFAULT_MIN_PIXELS), pre.get("max_pixels", DEFAULT_MAX_PIXELS)
-
-
-def _expected_shapes(config) -> dict[str, tuple[int, ...]]:
-    """Parameter/persistent-buffer shapes of the model transformers builds from `config`, with no memory (meta)."""
-    import torch
-    from transformers import Qwen2VLForConditionalGeneration
-
-    with torch.device("meta"):
-        model = Qwen2VLForConditionalGeneration(config)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if getattr(config, "tie_word_embeddings", False):
-        shapes.pop("lm_head.weight", None)  # tied: read from the embeddings, need not be in the files
-    return shapes
-
-
-def _check_against_model(config, actual: dict[str, tuple[int, ...]], field: str) -> None:
-    expected = _expected_shapes(config)
-    missing = sorted(set(expected) - set(actual))
-    unexpected = sorted(set(actual) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(actual) if tuple(expected[k]) != tuple(actual[k]))
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing, e.g. {missing[:5]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[:5]}")
-        if wrong:
-            parts.append("shape mismatches, e.g. " + ", ".join(
-                f"{k}: file {actual[k]} vs model {expected[k]}" for k in wrong[:5]))
-        raise ConfigError(field, "weights do not match the Qwen2-VL model built from the config: " + "; ".join(parts))
-
-
-def _output_shapes(root: Path, field: str) -> tuple[dict[str, tuple[int, ...]], int]:
-    """Shapes of every tensor in a checkpoint; checks the index (each key once, in the file it names, total_size)."""
-    index_path = root / "model.safetensors.index.json"
-    files = [p.name for p in sorted(root.glob("*.safetensors"))]
-    shapes: dict[str, tuple[int, ...]] = {}
-    where: dict[str, str] = {}
-    total = 0
-    for name in files:
-        for key, info in read_safetensors_header(root / name).items():
-            if key in shapes:
-                raise ConfigError(field, f"tensor {key} is stored twice ({where[key]} and {name})")
-            shapes[key] = tuple(info["shape"])
-            where[key] = name
-            total += info["data_offsets"][1] - info["data_offsets"][0]
-    if index_path.exists():
-        index = json.loads(index_path.read_text())
-        weight_map = index.get("weight_map", {})
-        if weight_map != where:
-            diff = sorted(set(weight_map.items()) ^ set(where.items()))
-            raise ConfigError(field, f"{index_path} does not match the shard contents, e.g. {diff[:5]}")
-        if index.get("metadata", {}).get("total_size") != total:
-            raise ConfigError(field, f"{index_path} total_size {index.get('metadata', {}).get('total_size')} "
-                                     f"!= {total} bytes of tensors")
-    elif files != ["model.safetensors"]:
-        raise ConfigError(field, f"{root}: expected model.safetensors or an index, found {files}")
-    return shapes, total
+    return SAFETENSORS_DTYPES.get(max(counts, key=counts.get), "float32")
 
 
 def _plan_shards(tensors: list[_Tensor], max_shard_bytes: int) -> list[list[_Tensor]]:
@@ -766,14 +401,6 @@ def _move_into_place(tmp: Path, dst: Path, overwrite: bool) -> None:
     os.replace(tmp, dst)
 
 
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"
-
-
 def _version() -> str:
     from tara_batch import __version__
 
@@ -787,4 +414,3 @@ def _module_version(name: str) -> str | None:
         return version(name)
     except Exception:  # provenance only
         return None
-

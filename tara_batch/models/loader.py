@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tara_batch.io.s3 import S3Options
+from tara_batch.io.uris import is_s3, split_s3
 from tara_batch.models.profile import ModelProfile
-from tara_batch.storage import S3Options, is_s3, split_s3
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Why: the processor is pure CPU work (about as long as the tiny model's forward o
 embed actor each row's visual-token count before it builds a batch (token-budget batching, `plan_batches`).
 
 Exactness: `collate([one(v) for v in videos])` equals `processor(videos, padding=True)` bit for bit (left padding
-with the tokenizer's pad id, pixel patches concatenated in order); tests/unit/test_preprocess.py pins it.
+with the tokenizer's pad id, pixel patches concatenated in order); tests/unit/models/test_preprocess.py pins it.
 """
 
 from __future__ import annotations

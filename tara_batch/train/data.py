@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from tara_batch.errors import ConfigError, InputError
-from tara_batch.storage import S3Options, is_s3, split_s3
+from tara_batch.io.s3 import S3Options
+from tara_batch.io.uris import is_s3, split_s3
 from tara_batch.train.config import SourceConfig, TrainDataConfig, ValidationConfig
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def read_triplets(spec: SourceConfig, columns: TrainDataConfig, s3: S3Options | 
 
 def file_hashes(paths: list[str], s3: S3Options | None = None) -> dict[str, str]:
     """sha256 of every data file (a directory or s3 prefix: every object under it), keyed by URI."""
-    from tara_batch.storage import read_bytes
+    from tara_batch.io.reads import read_bytes
 
     out: dict[str, str] = {}
     for path in paths:

@@ -13,7 +13,7 @@ over its own anchors (N_local); DDP and FSDP then average parameter gradients ov
     DDP    = 1/W sum_r sum_r' dL_r'/dθ|e_r = d/dθ [ 1/W sum_r' L_r' ] = d/dθ [ 1/(W N_local) sum_i l_i ]
 
 which is exactly the gradient of the single-process loss on the concatenated batch (equal shard sizes, which the
-data sharding guarantees). tests/unit/test_train_loss.py checks this with 2 gloo processes to 1e-6.
+data sharding guarantees). tests/unit/train/test_loss.py checks this with 2 gloo processes to 1e-6.
 No extra scaling is needed; scaling by W would be needed only with a non-differentiable gather that re-inserts the
 local shard and computes the loss over *all* anchors on every rank (open_clip's `local_loss=False`).
 

@@ -12,7 +12,7 @@ the output checkpoint.
 * Pooling = inference pooling (`models/backend.py`): final-norm hidden state at position -1 of a LEFT-padded batch,
   a real attention mask (no attention to padding: the reference code's `ids > 0` mask is a quirk we do not copy),
   M-RoPE positions counted from each row's first real token (text only: the three axes are identical,
-  `cumsum(mask) - 1`, 0 on padding), float32, L2-normalised. tests/unit/test_train_loss.py pins it to
+  `cumsum(mask) - 1`, 0 on padding), float32, L2-normalised. tests/unit/train/test_loss.py pins it to
   `TransformersEmbedder.embed_texts` within 1e-5.
 * Tokenisation: each raw sentence is truncated to `max_tokens` tokens first (cut at the character offset where
   token `max_tokens` ends, so the kept text is an exact prefix), then wrapped by `render_text` (the one renderer

@@ -74,8 +74,8 @@ def vl(tiny_model_dir, profile):
 @pytest.fixture(scope="module")
 def decoded_videos(tmp_path_factory, profile) -> list[np.ndarray]:
     """Real H.264 clips of mixed sizes/lengths, decoded exactly as the decode stage does (PyAV, 8 frames)."""
-    from tara_batch.decode import get_sampler
-    from tara_batch.samples import write_sample_archive
+    from tara_batch.video.registry import get_sampler
+    from tara_batch.video.samples import write_sample_archive
 
     paths = write_sample_archive(tmp_path_factory.mktemp("vllm-videos"), n=5, seed=7)
     sampler = get_sampler("pyav")
