@@ -12,7 +12,7 @@ reference checks. No network, no cluster, no Docker engine.
 What is checked:
 * render: `kubectl kustomize deploy/kuberay/overlays/<name>` (the real kustomize, v5 in kubectl >= 1.27).
 * schemas: core kinds against Kubernetes v1.34 strict schemas (unknown fields are errors), RayCluster / RayJob /
-  RayCronJob against KubeRay v1.7.0's CRD openAPIV3Schema with `additionalProperties: false` added to every object
+  RayCronJob / RayService against KubeRay v1.7.0's CRD openAPIV3Schema with `additionalProperties: false` added to every object
   that lists its properties (what the API server's strict field validation does: an unknown or misspelled field is
   an error instead of being silently dropped). The RayJob files in deploy/kuberay/base/jobs/ (submitted with
   `kubectl create -f`, not part of the render) are validated too, as is the RayJob template inside the
@@ -22,7 +22,9 @@ What is checked:
   Dockerfiles; its flags are accepted by the script's own argparse parser; its `--config` file is a key of a
   ConfigMap mounted on the RayCluster head and loads with tara_batch.config.load_config (EmbedJobConfig, or
   TrainConfig for train.py; evaluate.py through tara_batch.eval.job.request_from_args) with the entrypoint's
-  `section.field=value` overrides applied; the CronJob's `kubectl create -f` file is a key of a mounted ConfigMap.
+  `section.field=value` overrides applied; the CronJob's `kubectl create -f` file is a key of a mounted ConfigMap;
+  the RayService's serveConfigV2 parses, its import_path imports from the project and its args build
+  tara_batch.serve.ray_app's config, and its rayClusterConfig passes the RayCluster checks.
 * consistency: RayCluster spec.rayVersion == the `ray` pin of both images; PYTHON_VERSION equal in both Dockerfiles
   (Ray refuses nodes whose Python patch version differs); Dockerfile.cpu's TORCH_VERSION / TORCHVISION_VERSION ==
   constraints-cpu.txt; every pin inside pyproject.toml's ranges; Dockerfiles COPY only the project's own files.
@@ -79,8 +81,9 @@ SCHEMA_FILES = {
     ("ray.io/v1", "RayCluster"): KUBERAY_SCHEMAS / "raycluster.json",
     ("ray.io/v1", "RayJob"): KUBERAY_SCHEMAS / "rayjob.json",
     ("ray.io/v1", "RayCronJob"): KUBERAY_SCHEMAS / "raycronjob.json",
+    ("ray.io/v1", "RayService"): KUBERAY_SCHEMAS / "rayservice.json",
 }
-CRD_KINDS = {"RayCluster", "RayJob", "RayCronJob"}
+CRD_KINDS = {"RayCluster", "RayJob", "RayCronJob", "RayService"}
 
 
 @dataclass
@@ -187,19 +190,19 @@ def _script_parser(script: str) -> argparse.ArgumentParser:
         pass
 
     captured: list[argparse.ArgumentParser] = []
-    original = argparse.ArgumentParser.parse_args
+    originals = (argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args)
 
     def grab(self, args=None, namespace=None):
         captured.append(self)
         raise _Captured
 
     module = importlib.import_module(f"ray_jobs.{script}")
-    argparse.ArgumentParser.parse_args = grab
+    argparse.ArgumentParser.parse_args = argparse.ArgumentParser.parse_known_args = grab
     try:
         with contextlib.suppress(_Captured):
             module.main(["--help"])
     finally:
-        argparse.ArgumentParser.parse_args = original
+        argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = originals
     if not captured:
         raise RuntimeError(f"ray_jobs/{script}.py: main() built no argparse parser")
     return captured[0]
@@ -364,6 +367,43 @@ def check_cluster(cluster: dict, where: str, report: Report, ray_pin: str | None
                                     f"nvidia.com/gpu limit {gpus}")
 
 
+def check_rayservice(svc: dict, where: str, report: Report, ray_pin: str | None) -> None:
+    """serveConfigV2 parses; each application's import_path imports from the project and its args build the app's
+    config (tara_batch.serve.ray_app.app_config: unknown or invalid args are errors); its cluster passes the
+    RayCluster checks."""
+    import importlib
+
+    name = name_of(svc)
+    spec = svc["spec"]
+    try:
+        serve_cfg = yaml.safe_load(spec.get("serveConfigV2") or "") or {}
+    except yaml.YAMLError as exc:
+        report.error(where, f"{name}: serveConfigV2 is not YAML: {exc}")
+        return
+    apps = serve_cfg.get("applications") or []
+    if not apps:
+        report.error(where, f"{name}: serveConfigV2 has no applications")
+    for app in apps:
+        module, _, attr = str(app.get("import_path", "")).partition(":")
+        try:
+            builder = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            report.error(where, f"{name}: application {app.get('name')}: import_path {app.get('import_path')!r} "
+                                f"does not resolve: {exc}")
+            continue
+        if module == "tara_batch.serve.ray_app" and attr == "build_app":
+            from tara_batch.serve.ray_app import app_config
+
+            try:
+                app_config(app.get("args"))
+            except Exception as exc:  # ConfigError names the field
+                report.error(where, f"{name}: application {app.get('name')}: args: {exc}")
+        elif not callable(builder):
+            report.error(where, f"{name}: application {app.get('name')}: {app['import_path']} is not callable")
+    check_cluster({"metadata": {"name": f"{svc['metadata']['name']} (rayClusterConfig)"},
+                   "kind": "RayCluster", "spec": spec["rayClusterConfig"]}, where, report, ray_pin)
+
+
 def check_rendered(objs: list[dict], where: str, report: Report, ray_pin: str | None,
                    extra_jobs: list[tuple[str, dict]] = ()) -> None:
     for obj in objs:
@@ -386,6 +426,8 @@ def check_rendered(objs: list[dict], where: str, report: Report, ray_pin: str | 
             guarded(check_rayjob, obj, where, clusters, configmaps, report)
         elif obj.get("kind") == "CronJob":
             guarded(check_cronjob, obj, where, configmaps, clusters, report)
+        elif obj.get("kind") == "RayService":
+            guarded(check_rayservice, obj, where, report, ray_pin)
     for job_where, job in extra_jobs:
         guarded(check_rayjob, job, f"{job_where} on {where}", clusters, configmaps, report)
 

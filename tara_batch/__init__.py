@@ -4,6 +4,8 @@ The package is layered; a module imports only from its own folder or from a laye
 checks this, and that the import graph has no cycle):
 
     cli.py                       the `tara-batch` command: parses arguments, calls the jobs
+    serve/                       the query service (FastAPI, a web page, Ray Serve) over search/
+    toyworld/                    a procedural world with chiral events and the whole TARA recipe on it (CPU-sized)
     eval/                        benchmark jobs: embed a benchmark, score it, report (+ the checkpoint smoke check)
     embed/  search/  train/      the jobs: Ray Data embed pipeline | queries over a table | Ray Train fine-tune
     config.py  cluster.py        job configs composed from the components' settings; joining or starting Ray

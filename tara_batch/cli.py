@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +143,72 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tara_batch.search.session import SearchSession, format_results
+    from tara_batch.search.filters import Filters
+    from tara_batch.search.session import Query, SearchSession, format_results
 
-    if bool(args.query) == bool(args.video):
-        raise ConfigError("search", "give a text query or --video URI (exactly one)")
+    if bool(args.query) == bool(args.video) and not (args.video and args.edit):
+        raise ConfigError("search", "give a text query, or --video URI (by example), or --video URI --edit TEXT "
+                          "(composed)")
+    if args.query and args.edit:
+        raise ConfigError("search", "--edit goes with --video (a composed query), not with a text query")
+    filters = Filters(duration_min=args.min_duration, duration_max=args.max_duration, uri_prefix=args.uri_prefix,
+                      uri_glob=args.uri_glob, created_after=args.created_after, created_before=args.created_before,
+                      window_start_min=args.window_start, window_end_max=args.window_end)
     session = SearchSession.open(args.table, model=args.model, overrides=args.overrides, version=args.version)
-    results = session.by_text(args.query, args.k) if args.query else session.by_video(args.video, args.k)
-    print(format_results(results, title=f'query: {args.query!r}' if args.query else f"query video: {args.video}"))
+    if args.query:
+        q, title = Query(kind="text", text=args.query), f"query: {args.query!r}"
+    elif args.edit:
+        q, title = Query(kind="composed", video_uri=args.video, text=args.edit), \
+            f"query: video {args.video} + edit {args.edit!r}"
+    else:
+        q, title = Query(kind="video", video_uri=args.video), f"query video: {args.video}"
+    q = dataclasses.replace(q, k=args.k, offset=args.offset, filters=filters, group_by_video=args.group_by_video)
+    result = session.run(q)
+    print(format_results(result.rows, title=title, start=args.offset + 1))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from tara_batch.serve.app import ServiceConfig, serve_forever
+
+    cfg = ServiceConfig(table=args.table, model=args.model, version=args.version, overrides=tuple(args.overrides),
+                        host=args.host, port=args.port, token=args.token or os.environ.get("TARA_BATCH_TOKEN"),
+                        cors_origins=tuple(args.cors_origin), max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+                        thumbnail_cache_bytes=int(args.thumbnail_cache_mb * (1 << 20)))
+    token = f"?token={cfg.token}" if cfg.token else ""
+    print(f"open http://{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}/{token} "
+          f"(API docs: /docs); Ctrl-C stops", flush=True)
+    serve_forever(cfg)
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from tara_batch.index.catalog import resolve_table
+    from tara_batch.index.maintenance import ensure_key_index, optimize
+    from tara_batch.index.tables import FAILURES_SUFFIX, TableRef, connect, read_metadata, table_exists
+    from tara_batch.schema import SEGMENT_ID, VIDEO_ID
+
+    ref = TableRef.parse(args.table)
+    s3 = _s3(args.overrides)
+    db = connect(ref.db_uri, s3)
+    name = resolve_table(ref.db_uri, ref.name, s3, args.version, newest_if_no_live=True)
+    if args.retention_days < 0:
+        raise ConfigError("--retention-days", "must be >= 0")
+    retention = timedelta(days=args.retention_days)
+    for t in (name, name + FAILURES_SUFFIX):
+        if not table_exists(db, t):
+            continue
+        table = db.open_table(t)
+        if t == name:
+            key = SEGMENT_ID if SEGMENT_ID in table.schema.names else VIDEO_ID
+            ensure_key_index(table, key)
+        report = optimize(table, retention=retention)
+        print(f"{t}: {report.render()}" + (f" (model version {read_metadata(table).get('model_id')})"
+                                           if t == name else ""))
     return 0
 
 
@@ -251,15 +312,47 @@ def cmd_make_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_toyworld(args: argparse.Namespace) -> int:
+    from tara_batch.config import build, parse_overrides
+    from tara_batch.toyworld.world import WorldConfig, make_world
+
+    tree = parse_overrides(args.overrides)
+    unknown = sorted(set(tree) - {"world"})
+    if unknown:
+        raise ConfigError(unknown[0], "make-toyworld takes world.* settings, e.g. world.train_clips=2")
+    cfg = build(WorldConfig, {**tree.get("world", {}), "seed": args.seed}, "world.")
+    world = make_world(args.out_dir, cfg, progress=not args.no_progress)
+    print(f"wrote {len(world.split('train'))} training and {len(world.split('test'))} test clips to {world.root} "
+          f"(test_cia.csv, test_retrieval.json, train_captions.csv, train_nli.csv, train_order.csv)")
+    return 0
+
+
+def cmd_toyworld_run(args: argparse.Namespace) -> int:
+    from tara_batch.config import load_config
+    from tara_batch.toyworld.recipe import RecipeConfig, render_report, run_recipe
+
+    cfg = load_config(RecipeConfig, args.config, [*args.overrides, f"seed={args.seed}"])
+    report = run_recipe(args.out_dir, cfg, progress=not args.no_progress)
+    print(render_report(report))
+    print(f"report: {Path(args.out_dir).resolve() / 'report.md'} (and report.json, plots/)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Everything local: a tiny random model, a sample archive, the embed job, then a text and a video search."""
+    """Everything local: the trained toy TARA model searching held-out toy-world clips (or, with --random-model, a
+    tiny random model on a sample archive: plumbing only)."""
+    if not args.random_model:
+        from tara_batch.toyworld.demo import run_demo
+
+        run_demo(args.dir, retrain=args.retrain, progress=not args.no_progress, overrides=args.overrides)
+        return 0
     from tara_batch.config import EmbedJobConfig, load_config
     from tara_batch.embed.job import run_embed
     from tara_batch.models.tiny import build_tiny_model
     from tara_batch.search.session import SearchSession, format_results
     from tara_batch.video.samples import write_sample_archive
 
-    root = Path(args.dir).resolve()
+    root = Path(args.dir).resolve() / "random"
     model_dir, videos = root / "tiny-model", root / "videos"
     if not (model_dir / "config.json").exists():
         build_tiny_model(model_dir)
@@ -308,16 +401,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", required=True)
     s.add_argument("query", nargs="?", help="text query")
     s.add_argument("--video", help="query video URI (its stored vector is used when it is in the table)")
+    s.add_argument("--edit", help="with --video: a composed query (the video with this edit applied)")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--offset", type=int, default=0, help="skip this many results (pagination)")
+    s.add_argument("--min-duration", type=float, help="only videos at least this long (seconds)")
+    s.add_argument("--max-duration", type=float, help="only videos at most this long (seconds)")
+    s.add_argument("--uri-prefix", help="only URIs starting with this, e.g. s3://archive/2024/")
+    s.add_argument("--uri-glob", help="only URIs matching this glob (`*` within a folder, `**` across)")
+    s.add_argument("--created-after", help="only rows embedded at or after this ISO-8601 time")
+    s.add_argument("--created-before", help="only rows embedded at or before this ISO-8601 time")
+    s.add_argument("--window-start", type=float, help="segment indexes: windows starting at or after (s)")
+    s.add_argument("--window-end", type=float, help="segment indexes: windows ending at or before (s)")
+    s.add_argument("--group-by-video", action="store_true", help="segment indexes: the best window per video")
     s.add_argument("--model", help="checkpoint to embed the query with (default: the one recorded in the table)")
     s.add_argument("--version", help="search this model version (id or prefix) instead of the live one")
     s.add_argument("--set", dest="overrides", action="append", default=[],
                    help="s3.* settings as key=value, e.g. --set s3.endpoint_url=http://127.0.0.1:9000")
     s.set_defaults(func=cmd_search)
 
+    sv = sub.add_parser("serve", help="the query service and web page over an index (FastAPI + uvicorn)")
+    sv.add_argument("--table", required=True)
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind; anything but loopback needs --token")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--token", help="required on every request but /healthz (default: $TARA_BATCH_TOKEN)")
+    sv.add_argument("--model", help="checkpoint for query embeddings (default: the one the table records)")
+    sv.add_argument("--version", help="serve this model version instead of the live one")
+    sv.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeat)")
+    sv.add_argument("--max-upload-mb", type=float, default=64.0)
+    sv.add_argument("--thumbnail-cache-mb", type=float, default=256.0)
+    sv.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
+    sv.set_defaults(func=cmd_serve)
+
+    op = sub.add_parser("optimize", help="compact a table, fold new rows into its indices, remove old versions")
+    op.add_argument("--table", required=True)
+    op.add_argument("--version", help="this model version (default: the live one, else the newest)")
+    op.add_argument("--retention-days", type=float, default=7.0,
+                    help="keep versions younger than this (readers may hold them); the live one is always kept")
+    op.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
+    op.set_defaults(func=cmd_optimize)
+
     ix = sub.add_parser("index", help="build (or rebuild) the ANN index of a table")
     ix.add_argument("--table", required=True)
-    ix.add_argument("--type", default="IVF_PQ", choices=["IVF_PQ", "IVF_HNSW_SQ", "IVF_FLAT"])
+    ix.add_argument("--type", default="IVF_HNSW_SQ", choices=["IVF_HNSW_SQ", "IVF_PQ", "IVF_FLAT"],
+                    help="IVF_HNSW_SQ: best recall (1 byte per dimension); IVF_PQ: 16x smaller, lower recall")
     ix.add_argument("--set", dest="overrides", action="append", default=[], help="s3.* settings as key=value")
     ix.set_defaults(func=cmd_index)
 
@@ -407,9 +533,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=cmd_make_samples)
 
-    d = sub.add_parser("demo", help="tiny model + sample archive + embed + search, all local")
+    tw = sub.add_parser("make-toyworld", help="write the toy world: real H.264 clips with chiral events, captions, "
+                        "held-out compositions, CiA and retrieval annotations")
+    tw.add_argument("out_dir")
+    tw.add_argument("--seed", type=int, default=0)
+    tw.add_argument("--no-progress", action="store_true")
+    tw.add_argument("overrides", nargs="*", help="world.* settings, e.g. world.train_clips=2 world.families=[size]")
+    tw.set_defaults(func=cmd_make_toyworld)
+
+    ty = sub.add_parser("toyworld", help="the whole TARA recipe on the toy world (world, stage 1, stage 2, eval)")
+    tys = ty.add_subparsers(dest="toy_command", required=True)
+    tr = tys.add_parser("run", help="run the recipe into OUT and write report.md / report.json")
+    tr.add_argument("out_dir")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--config", help="YAML recipe config (see ray_jobs/toyworld.yaml)")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("overrides", nargs="*", help="recipe settings, e.g. stage1.epochs=2 stage2.lr=1e-5")
+    tr.set_defaults(func=cmd_toyworld_run)
+
+    d = sub.add_parser("demo", help="the trained toy TARA model searching clips it never saw, all local")
     d.add_argument("--dir", default="./tara-demo")
-    d.add_argument("-n", type=int, default=24, help="sample videos to generate")
+    d.add_argument("--retrain", action="store_true", help="train the toy model here with the recipe instead of "
+                   "using the shipped checkpoint (tens of minutes)")
+    d.add_argument("--random-model", action="store_true",
+                   help="the plumbing-only demo: a tiny random model and a sample archive (about 2 minutes)")
+    d.add_argument("-n", type=int, default=24, help="--random-model: sample videos to generate")
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     d.set_defaults(func=cmd_demo)
@@ -417,11 +565,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `section.field=value` overrides written after an option (`run OUT --seed 1 stage1.epochs=2`) are not taken by
+    # the positional list, which argparse has already closed: hand them back to it.
+    if hasattr(args, "overrides") and extra and all(_OVERRIDE.match(x) for x in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     try:
         return args.func(args)
     except (ConfigError, InputError) as exc:
+        if args.verbose > 1:  # -vv: the traceback too (for a bug report); otherwise the one line that says what to fix
+            traceback.print_exc()
         print(f"tara-batch: {exc}", file=sys.stderr)
         return 2
     except JobAborted as exc:

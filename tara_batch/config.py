@@ -44,8 +44,12 @@ class InputConfig:
     glob: str | None = None
     limit: int | None = None
     max_bytes: int = 4 << 30  # objects above this are recorded as failures ('too_large'), not read
+    # A still image (PNG/JPEG/WebP/...) found among the videos: `reject` makes it a `not_a_video` failure row;
+    # `embed` embeds it as a one-frame clip (like any clip shorter than the frame count: all its frames).
+    stills: str = "reject"
 
     def __post_init__(self) -> None:
+        _choice("input.stills", self.stills, ("reject", "embed"))
         if (self.source is None) == (self.manifest is None):
             raise ConfigError("input.source", "give exactly one of `input.source` (directory, file or s3:// prefix) "
                               "or `input.manifest` (CSV/Parquet/JSONL of URIs)")
@@ -114,9 +118,12 @@ class DecodeConfig:
     # Custom Ray resources each decode actor needs, e.g. {tara_decode: 1} with CPU worker nodes started with
     # `--resources='{"tara_decode": 64}'`: decode then never takes the CPUs a GPU node's model actor needs.
     resources: dict[str, float] | None = None
+    # Segment mode: windows sampled (and held in memory) at a time per video; bounds a long video's memory.
+    window_chunk: int = 64
 
     def __post_init__(self) -> None:
         _choice("decode.backend", self.backend, DECODE_BACKENDS)
+        _positive("decode.window_chunk", self.window_chunk)
         _positive("decode.segment_s", self.segment_s, allow_none=True)
         for name, amount in (self.resources or {}).items():
             if not (isinstance(amount, (int, float)) and amount > 0):
@@ -183,6 +190,12 @@ class OutputConfig:
     index_threshold: int = 50_000
     promote: str = "auto"  # auto: a version becomes live (what search uses) as soon as it is complete
     on_deleted: str = "keep"  # rows of objects gone from the source: keep (reported as stale) or prune
+    vector_dtype: str = "float32"  # float16: half the bytes on disk and in memory (recall: docs/sizing.md)
+    # Maintenance while and after writing (index/maintenance.py): compact past this many fragments, update the key
+    # index past this many unindexed rows, and remove versions older than retention_days (never the live one).
+    compact_fragments: int = 64
+    reindex_rows: int = 100_000
+    retention_days: float = 7.0
 
     def __post_init__(self) -> None:
         _choice("output.promote", self.promote, PROMOTE_MODES)
@@ -193,6 +206,18 @@ class OutputConfig:
         _positive("output.commit_rows", self.commit_rows)
         _choice("output.index", self.index, INDEX_MODES)
         _positive("output.index_threshold", self.index_threshold)
+        _choice("output.vector_dtype", self.vector_dtype, ("float32", "float16"))
+        _positive("output.compact_fragments", self.compact_fragments)
+        _positive("output.reindex_rows", self.reindex_rows)
+        if self.retention_days < 0:
+            raise ConfigError("output.retention_days", f"must be >= 0, got {self.retention_days}")
+
+    def maintenance(self):
+        from datetime import timedelta
+
+        from tara_batch.index.maintenance import MaintenancePolicy
+
+        return MaintenancePolicy(self.compact_fragments, self.reindex_rows, timedelta(days=self.retention_days))
 
 
 @dataclass(frozen=True)
@@ -217,6 +242,9 @@ class RayConfig:
     address: str | None = None
     num_cpus: int | None = None
     num_gpus: int | None = None
+    # A local Ray's dashboard also serves Ray's state API, which Ray Train V2 polls (without it every training run
+    # logs "Failed to query Ray Train Controller actor state" every few seconds); off by default to save memory.
+    dashboard: bool = False
 
     def __post_init__(self) -> None:
         _positive("ray.num_cpus", self.num_cpus, allow_none=True)

@@ -37,6 +37,7 @@ SEGMENT_COUNT = "segment_count"  # windows of this video (int32): a video is com
 SEGMENT_START = "segment_start"  # seconds (float64)
 SEGMENT_END = "segment_end"  # seconds (float64)
 SEGMENT_COLUMNS = (SEGMENT_ID, SEGMENT_INDEX, SEGMENT_COUNT, SEGMENT_START, SEGMENT_END)
+FIRST_WINDOW = "first_window"  # listing column (segment mode): windows already committed; decoding starts there
 
 # --- preprocess (embed.preprocess=decode_actors): per-video model inputs, built on CPU actors ---
 # (column names come from tara_batch.models.preprocess: input_ids, pixel_values_videos, video_grid_thw,
@@ -85,9 +86,13 @@ def segment_fields() -> list[pa.Field]:
     ]
 
 
-def video_table_schema(dim: int, metadata: dict[bytes, bytes] | None = None, *, segments: bool = False) -> pa.Schema:
+VECTOR_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
+
+
+def video_table_schema(dim: int, metadata: dict[bytes, bytes] | None = None, *, segments: bool = False,
+                       vector_dtype: str = "float32") -> pa.Schema:
     """Schema of an embeddings table: one row per video (or per window in segment mode, keyed by `segment_id`),
-    `embedding` a fixed-size float32 vector of `dim`."""
+    `embedding` a fixed-size vector of `dim` (float32, or float16: half the bytes, `output.vector_dtype`)."""
     return pa.schema(
         [
             *(segment_fields() if segments else []),
@@ -99,7 +104,7 @@ def video_table_schema(dim: int, metadata: dict[bytes, bytes] | None = None, *, 
             pa.field(FPS, pa.float64()),
             pa.field(NUM_FRAMES, pa.int32()),
             pa.field(MODEL_ID, pa.string()),
-            pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
+            pa.field(EMBEDDING, pa.list_(VECTOR_DTYPES[vector_dtype], dim)),
             pa.field(CREATED_AT, pa.timestamp("us", tz="UTC")),
         ],
         metadata=metadata,

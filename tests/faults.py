@@ -14,6 +14,7 @@ class FaultProxy:
     fail_next: answer that many requests with 503 SlowDown (what S3 sends when a prefix is throttled).
     truncate_next_get: for that many GETs, send the headers and half the body, then drop the connection.
     fail_every / truncate_every: a steady fraction instead: every Nth request gets a 503, every Mth object GET is cut.
+    deny: answer every request with 403 AccessDenied (credentials without permission on the bucket).
     """
 
     def __init__(self, upstream: str) -> None:
@@ -22,6 +23,7 @@ class FaultProxy:
         self.truncate_next_get = 0
         self.fail_every = 0
         self.truncate_every = 0
+        self.deny = False
         self._count = 0
         self._gets = 0
         self.after_truncate = None  # optional callback, run after a truncated response was sent
@@ -52,11 +54,14 @@ class FaultProxy:
                     )
                     if truncate and proxy.truncate_next_get > 0:
                         proxy.truncate_next_get -= 1
-                if fail:
+                if fail or proxy.deny:
+                    status, code, text = (403, b"AccessDenied", b"Access Denied") if proxy.deny else \
+                        (503, b"SlowDown", b"Please reduce your request rate.")
                     # Recorded before responding: the client may assert on it as soon as it has the response.
-                    proxy.requests.append((self.command, self.path, 503))
-                    payload = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
-                    self.send_response(503)
+                    proxy.requests.append((self.command, self.path, status))
+                    payload = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>' + code + b"</Code><Message>"
+                               + text + b"</Message></Error>")
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

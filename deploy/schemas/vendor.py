@@ -30,7 +30,7 @@ K8S_KINDS = {
 }
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 CRDS = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml",
-        "RayCronJob": "ray.io_raycronjobs.yaml"}
+        "RayCronJob": "ray.io_raycronjobs.yaml", "RayService": "ray.io_rayservices.yaml"}
 PREFIX = "/api/_definitions.json#/$defs/"  # refs from a kind's file into _definitions.json
 LOCAL = "#/$defs/"  # refs inside _definitions.json
 

@@ -131,12 +131,13 @@ def stream_batches(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: R
                     tel.inc("tara_batch_failures_total", 1, stage=where, kind=kind)
             summary.failed += failures.num_rows
             failed_ids.update(failures.column(S.VIDEO_ID).to_pylist())
-            # Videos, not rows: in segment mode a video's windows are its rows, and window 0 stands for the video.
-            videos = int(np.sum(np.asarray(batch[S.SEGMENT_INDEX]) <= 0)) if S.SEGMENT_INDEX in batch \
-                else len(batch[S.VIDEO_ID])
+            # Videos, not rows: in segment mode a video's windows are its rows (streamed a chunk at a time, maybe
+            # resumed mid-video), and its last window, or its failure row (index -1), marks it finished.
+            videos = _finished_videos(batch) if S.SEGMENT_INDEX in batch else len(batch[S.VIDEO_ID])
             if S.SEGMENT_INDEX in rows.column_names:
                 summary.segments += rows.num_rows
-                summary.embedded += int(np.sum(rows.column(S.SEGMENT_INDEX).to_numpy() == 0))
+                idx, count = rows.column(S.SEGMENT_INDEX).to_numpy(), rows.column(S.SEGMENT_COUNT).to_numpy()
+                summary.embedded += int(np.sum(idx == count - 1))
             else:
                 summary.embedded += rows.num_rows
             embedded_ids += rows.column(S.VIDEO_ID).to_pylist()
@@ -178,3 +179,10 @@ def stream_batches(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: R
                                                                              * (last_end - first_start)))
         # A video with a failure in this run keeps its record, even if some of its windows were embedded.
         writer.clear_failures(list({v for v in embedded_ids if v not in failed_ids}))
+
+
+def _finished_videos(batch) -> int:
+    """Videos this segment-mode batch finishes: the rows holding a video's last window, plus failed videos."""
+    idx = np.asarray(batch[S.SEGMENT_INDEX])
+    count = np.asarray(batch[S.SEGMENT_COUNT])
+    return int(np.sum((idx < 0) | (idx == count - 1)))

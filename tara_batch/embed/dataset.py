@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -68,6 +69,38 @@ def preprocess_on_decode_actors(cfg: EmbedJobConfig, plan: Plan) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class StageSpec:
+    """One actor pool's stage: its constructor arguments and the Ray resources of each actor. The job's
+    `map_batches` and the pipeline benchmark's per-actor probes are built from the same spec."""
+
+    kwargs: dict[str, Any]
+    resources: dict[str, Any]
+
+
+def stage_specs(cfg: EmbedJobConfig, plan: Plan, run_id: str = "",
+                preprocess_on_cpu: bool | None = None) -> tuple[StageSpec, StageSpec]:
+    """(CPU actors' CpuStage, model actors' EmbedStage) as the job runs them."""
+    s3 = cfg.s3.options()
+    decode = dict(backend=cfg.decode.backend, num_frames=cfg.profile.num_frames, max_pixels=cfg.profile.max_pixels,
+                  threads=cfg.decode.threads, s3=s3, max_bytes=cfg.input.max_bytes, isolate=cfg.decode.isolated,
+                  timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels,
+                  segments=cfg.decode.segments, run_id=run_id, window_chunk=cfg.decode.window_chunk,
+                  allow_stills=cfg.input.stills == "embed")
+    on_cpu = preprocess_on_decode_actors(cfg, plan) if preprocess_on_cpu is None else preprocess_on_cpu
+    preprocess = dict(model_uri=cfg.model.path, profile=cfg.profile, s3=s3, run_id=run_id) if on_cpu else None
+    cpu = StageSpec(dict(decode=decode, preprocess=preprocess),
+                    {"num_cpus": cfg.decode.num_cpus,
+                     **({"resources": dict(cfg.decode.resources)} if cfg.decode.resources else {})})
+    # Inputs preprocessed on the CPU actors are transformers inputs: the model actors must run transformers.
+    spec = EmbedderSpec(model_uri=cfg.model.path, profile=cfg.profile,
+                        backend="transformers" if on_cpu else cfg.model.backend, device=cfg.model.device,
+                        threads=cfg.embed.torch_threads, s3=s3)
+    embed = StageSpec(dict(embedder_factory=spec, token_budget=cfg.embed.token_budget, max_rows=cfg.embed.batch_size,
+                           run_id=run_id), {"num_cpus": cfg.embed.num_cpus, "num_gpus": plan.embed_gpus})
+    return cpu, embed
+
+
 def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan, run_id: str = "",
                   preprocess_on_cpu: bool | None = None):
     import ray
@@ -83,37 +116,24 @@ def build_dataset(cfg: EmbedJobConfig, todo: pa.Table, plan: Plan, run_id: str =
     rows = min(MAX_BLOCK_ROWS, max(cfg.decode.batch_size, math.ceil(todo.num_rows / (4 * plan.decode_actors))))
     blocks = [todo.slice(i, rows) for i in range(0, todo.num_rows, rows)]
     ds = ray.data.from_arrow(blocks)
-    s3 = cfg.s3.options()
-    decode = dict(backend=cfg.decode.backend, num_frames=cfg.profile.num_frames, max_pixels=cfg.profile.max_pixels,
-                  threads=cfg.decode.threads, s3=s3, max_bytes=cfg.input.max_bytes, isolate=cfg.decode.isolated,
-                  timeout_s=cfg.decode.timeout_s, max_source_pixels=cfg.decode.max_source_pixels,
-                  segments=cfg.decode.segments, run_id=run_id)
-    on_cpu = preprocess_on_decode_actors(cfg, plan) if preprocess_on_cpu is None else preprocess_on_cpu
-    preprocess = dict(model_uri=cfg.model.path, profile=cfg.profile, s3=s3, run_id=run_id) if on_cpu else None
+    cpu, embed = stage_specs(cfg, plan, run_id, preprocess_on_cpu)
     # Bounded in-flight work on both pools (Ray Data's backpressure does the rest): memory stays flat, and each
     # embed actor has its next batch queued when one finishes, so it never waits while decode has capacity.
     ds = ds.map_batches(
         CpuStage,
-        fn_constructor_kwargs=dict(decode=decode, preprocess=preprocess),
+        fn_constructor_kwargs=cpu.kwargs,
         batch_size=cfg.decode.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=plan.decode_actors, max_tasks_in_flight_per_actor=2),
-        num_cpus=cfg.decode.num_cpus,
-        **({"resources": dict(cfg.decode.resources)} if cfg.decode.resources else {}),
+        **cpu.resources,
     )
-    # Inputs preprocessed on the CPU actors are transformers inputs: the model actors must run transformers.
-    spec = EmbedderSpec(model_uri=cfg.model.path, profile=cfg.profile,
-                        backend="transformers" if on_cpu else cfg.model.backend, device=cfg.model.device,
-                        threads=cfg.embed.torch_threads, s3=s3)
     ds = ds.map_batches(
         EmbedStage,
-        fn_constructor_kwargs=dict(embedder_factory=spec, token_budget=cfg.embed.token_budget,
-                                   max_rows=cfg.embed.batch_size, run_id=run_id),
+        fn_constructor_kwargs=embed.kwargs,
         batch_size=cfg.embed.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=plan.embed_actors,
                                            max_tasks_in_flight_per_actor=cfg.embed.max_tasks_in_flight),
-        num_cpus=cfg.embed.num_cpus,
-        num_gpus=plan.embed_gpus,
+        **embed.resources,
     )
     return ds

@@ -37,6 +37,7 @@ from tara_batch.index.tables import TableRef
 from tara_batch.index.writer import FailureState, VideoTableWriter
 from tara_batch.io.listing import list_videos
 from tara_batch.io.manifest import read_manifest
+from tara_batch.io.preflight import check_input, check_output
 from tara_batch.io.uris import canonical_uri
 from tara_batch.models.checkpoint import model_id as make_model_id
 from tara_batch.models.loader import checkpoint_fingerprint, embedding_dim
@@ -63,6 +64,7 @@ def table_metadata(cfg: EmbedJobConfig, checkpoint_hash: str, model_id: str, dim
         "dim": dim,
         "decode_backend": cfg.decode.backend,
         "segments": list(cfg.decode.segments) if cfg.decode.segments else None,
+        "vector_dtype": cfg.output.vector_dtype,
         "tara_batch_version": __version__,
     }
 
@@ -98,6 +100,17 @@ def select_todo(listing: pa.Table, done: dict[str, str], failed: dict[str, Failu
     return Selection(listing.filter(pa.array(keep, pa.bool_())), n_done, n_failed)
 
 
+def preflight(cfg: EmbedJobConfig) -> None:
+    """Raise ConfigError (naming the field) unless the input, the model and the index location are reachable."""
+    s3 = cfg.s3.options()
+    if cfg.input.source is not None:
+        check_input(cfg.input.source, s3, field="input.source")
+    else:
+        check_input(cfg.input.manifest, s3, field="input.manifest")
+    check_input(cfg.model.path, s3, field="model.path")
+    check_output(TableRef.parse(cfg.output.table).db_uri, s3, field="output.table")
+
+
 def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = True, retry_failed: bool = False,
               only_failed: bool = False, on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
     """Run the embed job described by `cfg`; returns (and saves beside the table) the run summary.
@@ -112,7 +125,11 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     log.info("resolved config:\n%s", json.dumps(to_dict(cfg), indent=2, default=str))
 
-    # 0. Ray first: its processes are forked before LanceDB's runtime threads exist in this process.
+    # 0. Can we read the input and the model and write the index? One quick request each, before Ray starts and
+    # before a version is registered: a wrong bucket or missing credentials is a one-line error, not a traceback.
+    preflight(cfg)
+
+    # Then Ray: its processes are forked before LanceDB's runtime threads exist in this process.
     import ray
 
     init_ray(cfg.ray)
@@ -134,7 +151,10 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     dim = embedding_dim(model_config)
     # Segment windows are part of what a row means: a segment index is its own version beside whole-video rows.
     segments = cfg.decode.segments
-    model_id = make_model_id(ckpt_hash, cfg.profile.settings_json() + (f"|segments={segments}" if segments else ""))
+    # ... and so is a float16 store: another physical table, never mixed into a float32 one.
+    stored = f"|vector_dtype={cfg.output.vector_dtype}" if cfg.output.vector_dtype != "float32" else ""
+    model_id = make_model_id(ckpt_hash, cfg.profile.settings_json() + (f"|segments={segments}" if segments else "")
+                             + stored)
     metadata = table_metadata(cfg, ckpt_hash, model_id, dim)
     catalog = Catalog(alias.db_uri, alias.name, s3)
     if overwrite and model_id in catalog.versions():
@@ -151,15 +171,23 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     listing = list_inputs(cfg)
     summary.list_seconds = time.perf_counter() - t0
     summary.videos_listed = listing.num_rows
-    writer = VideoTableWriter(ref, dim=dim, metadata=metadata, s3=s3, overwrite=overwrite, segments=bool(segments))
+    writer = VideoTableWriter(ref, dim=dim, metadata=metadata, s3=s3, overwrite=overwrite, segments=bool(segments),
+                              vector_dtype=cfg.output.vector_dtype, policy=cfg.output.maintenance())
     done, failed = writer.done_ids(), writer.failure_state()
     sel = select_todo(listing, done, failed, max_attempts=cfg.failures.max_attempts, retry_failed=retry_failed,
                       only_failed=only_failed)
     todo = sel.todo
     if segments and todo.num_rows:
-        # A video killed half-way, or changed since, may hold some of its windows (maybe a different number):
-        # drop them so the rerun writes its windows whole, never a mix of two runs.
-        summary.replaced_rows += writer.delete_rows(todo.column(S.VIDEO_ID).to_pylist())
+        # A video killed half-way keeps the windows it committed and restarts at the first missing one (a two-hour
+        # video is not redone from the start); a video whose object changed loses all its rows, since its windows
+        # may differ in number and times: never a mix of two versions of one object.
+        etags = dict(zip(todo.column(S.VIDEO_ID).to_pylist(), todo.column(S.ETAG).to_pylist(), strict=True))
+        first, drop_all, drop_from = writer.resume_windows(etags)
+        summary.replaced_rows += writer.delete_rows(drop_all) if drop_all else 0
+        summary.replaced_rows += writer.delete_windows_from(first, drop_from)
+        summary.resumed_videos = sum(1 for k in first.values() if k > 0)
+        todo = todo.append_column(S.FIRST_WINDOW, pa.array(
+            [first.get(v, 0) for v in todo.column(S.VIDEO_ID).to_pylist()], pa.int64()))
     summary.videos_skipped, summary.failed_skipped, summary.videos_in = sel.skipped_done, sel.skipped_failed, todo.num_rows
     log.info("%d listed: %d already embedded, %d permanently failed, %d to process", listing.num_rows,
              sel.skipped_done, sel.skipped_failed, todo.num_rows)
@@ -193,6 +221,9 @@ def run_embed(cfg: EmbedJobConfig, *, overwrite: bool = False, progress: bool = 
     _settle_version(cfg, catalog, writer, listing, summary, done)
     summary.index_action = maintain_index(writer.table, mode=cfg.output.index, threshold=cfg.output.index_threshold,
                                           changed=summary.embedded > 0)
+    if summary.embedded or summary.pruned_rows or summary.replaced_rows:
+        writer.maintain()  # compaction / key index past the thresholds (benchmarks/scale.py: what they buy)
+    summary.optimized = writer.optimized
     summary.wall_seconds = time.perf_counter() - t_start
     summary.videos_per_second = summary.videos_in / summary.wall_seconds if summary.wall_seconds else 0.0
     save_run_record(alias, summary, cfg, s3)

@@ -35,24 +35,82 @@ def _str_col(values: list[Any]) -> np.ndarray:
     return np.array(["" if v is None else str(v) for v in values], dtype=object)
 
 
+class _Rows:
+    """Output rows of the decode stage, column by column, flushed as one batch at a time."""
+
+    COLS = (S.DURATION, S.FPS, S.NUM_FRAMES, S.SOURCE_FRAMES, S.STATUS, S.ERROR_STAGE, S.ERROR_KIND, S.ERROR_MESSAGE,
+            S.DECODE_SECONDS, S.FETCH_SECONDS)
+
+    def __init__(self) -> None:
+        self.source: list[int] = []  # input row of each output row (segment mode fans a video out into windows)
+        self.frames: list[np.ndarray] = []
+        self.cols: dict[str, list[Any]] = {k: [] for k in self.COLS}
+        self.seg: list[tuple[int, int, float, float]] = []  # index, count, start, end
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def add(self, i: int, frames: np.ndarray, video: Any, status: tuple[str, str, str], seconds: float,
+            fetch_seconds: float, segment: tuple[int, int, float, float]) -> None:
+        ok = video is not None
+        stage, kind, message = status
+        self.source.append(i)
+        self.frames.append(frames)
+        c = self.cols
+        c[S.DURATION].append(video.duration if ok else np.nan)
+        c[S.FPS].append(video.fps if ok else np.nan)
+        c[S.NUM_FRAMES].append(len(frames) if ok else 0)
+        c[S.SOURCE_FRAMES].append(video.source_frames if ok else 0)
+        c[S.STATUS].append(S.STATUS_OK if ok else S.STATUS_FAILED)
+        c[S.ERROR_STAGE].append(stage)
+        c[S.ERROR_KIND].append(kind)
+        c[S.ERROR_MESSAGE].append(message[:2000])
+        c[S.DECODE_SECONDS].append(seconds)
+        c[S.FETCH_SECONDS].append(fetch_seconds)
+        self.seg.append(segment)
+
+    def flush(self, batch: Batch, segments: bool, node: str) -> Batch:
+        rows = np.array(self.source, dtype=np.int64)
+        out: Batch = {k: np.asarray(batch[k])[rows] for k in (S.VIDEO_ID, S.URI, S.SIZE, S.ETAG)}
+        if segments:
+            seg = np.array(self.seg, dtype=np.float64).reshape(-1, 4)
+            out[S.SEGMENT_INDEX], out[S.SEGMENT_COUNT] = seg[:, 0].astype(np.int32), seg[:, 1].astype(np.int32)
+            out[S.SEGMENT_START], out[S.SEGMENT_END] = seg[:, 2], seg[:, 3]
+        out[S.FRAMES] = _ragged(self.frames)
+        for k, dtype in ((S.DURATION, np.float64), (S.FPS, np.float64), (S.NUM_FRAMES, np.int32),
+                         (S.SOURCE_FRAMES, np.int64), (S.DECODE_SECONDS, np.float64), (S.FETCH_SECONDS, np.float64)):
+            out[k] = np.array(self.cols[k], dtype)
+        for k in (S.STATUS, S.ERROR_STAGE, S.ERROR_KIND, S.ERROR_MESSAGE):
+            out[k] = _str_col(self.cols[k])
+        out[S.DECODED_AT] = np.full(len(rows), time.time(), np.float64)
+        out[S.DECODE_NODE] = np.array([node] * len(rows), dtype=object)
+        self.__init__()
+        return out
+
+
 class DecodeStage:
     """Fetch each object into memory and sample its frames (uniform, first and last included, resized).
 
     With `segments=(length_s, stride_s)` a video becomes one row per sliding window (segment columns of `schema`),
-    each window sampled like a clip of its own; a failed video stays one row (segment_index -1)."""
+    each window sampled like a clip of its own; a failed video stays one row (segment_index -1). Windows stream:
+    they are sampled `window_chunk` at a time and yielded in batches of at most that many rows, so a two-hour video
+    costs no more memory than a short one. A video whose first windows are already in the table starts at its
+    `first_window` column (resume mid-video)."""
 
     def __init__(self, *, backend: str, num_frames: int, max_pixels: int, threads: int = 1,
                  s3: S3Options | None = None, max_bytes: int | None = None, isolate: bool = False,
                  timeout_s: float = 300.0, max_source_pixels: int | None = None,
-                 segments: tuple[float, float] | None = None, run_id: str = "") -> None:
+                 segments: tuple[float, float] | None = None, run_id: str = "", window_chunk: int = 64,
+                 allow_stills: bool = False) -> None:
         # isolate: the decoder runs in a child process, so a segfault costs one video, not the actor and its batch.
         self.sampler = get_sampler(backend, threads=threads, isolate=isolate, timeout_s=timeout_s,
-                                   max_source_pixels=max_source_pixels)
+                                   max_source_pixels=max_source_pixels, allow_stills=allow_stills)
         self.num_frames = num_frames
         self.max_pixels = max_pixels
         self.s3 = s3
         self.max_bytes = max_bytes
         self.segments = segments
+        self.window_chunk = window_chunk
         self.telemetry = Telemetry(run_id)
         self.node = node_id()
         # One fetch ahead: the next video's bytes download while this one decodes (S3 latency hidden behind
@@ -66,91 +124,76 @@ class DecodeStage:
         except Exception as exc:
             return None, exc, time.perf_counter() - t0
 
-    def __call__(self, batch: Batch) -> Batch:
+    @staticmethod
+    def _fetch_error(error: BaseException | None) -> tuple[str, str, str]:
+        if isinstance(error, ObjectTooLarge):
+            return "fetch", "too_large", str(error)
+        if isinstance(error, FileNotFoundError):  # deleted between listing and fetch
+            return "fetch", "not_found", str(error)
+        return "fetch", "fetch_error", f"{type(error).__name__}: {error}"
+
+    def _sample(self, data: bytes, windows: tuple[int, int] | None):
+        """(video, None) or (None, (stage, kind, message))."""
+        try:
+            return self.sampler.sample(data, self.num_frames, self.max_pixels, self.segments, windows), None
+        except DecodeError as exc:
+            return None, ("decode", exc.kind, str(exc))
+        except Exception as exc:
+            return None, ("decode", "decoder_error", f"{type(exc).__name__}: {exc}")
+
+    def __call__(self, batch: Batch):
         n = len(batch[S.VIDEO_ID])
-        frames: list[np.ndarray] = []
-        cols: dict[str, list[Any]] = {k: [] for k in (S.DURATION, S.FPS, S.NUM_FRAMES, S.SOURCE_FRAMES, S.STATUS,
-                                                       S.ERROR_STAGE, S.ERROR_KIND, S.ERROR_MESSAGE, S.DECODE_SECONDS,
-                                                       S.FETCH_SECONDS)}
-        source: list[int] = []  # input row of each output row (segment mode fans a video out into windows)
-        seg_index: list[int] = []
-        seg_count: list[int] = []
-        seg_bounds: list[tuple[float, float]] = []
         uris = [str(u) for u in batch[S.URI]]
+        first_window = np.asarray(batch[S.FIRST_WINDOW]) if S.FIRST_WINDOW in batch else np.zeros(n, np.int64)
+        rows = _Rows()
         pending = self._fetcher.submit(self._fetch, uris[0]) if n else None
-        fetched_bytes, busy, fetch_busy = 0, 0.0, 0.0
+        fetched_bytes, busy, fetch_busy, failed = 0, 0.0, 0.0, 0
         for i in range(n):
-            uri = uris[i]
             data, error, fetch_seconds = pending.result()
             pending = self._fetcher.submit(self._fetch, uris[i + 1]) if i + 1 < n else None
-            t0 = time.perf_counter()
-            stage, kind, message, video = "", "", "", None
-            if isinstance(error, ObjectTooLarge):
-                stage, kind, message = "fetch", "too_large", str(error)
-            elif isinstance(error, FileNotFoundError):  # deleted between listing and fetch
-                stage, kind, message = "fetch", "not_found", str(error)
-            elif error is not None:
-                stage, kind, message = "fetch", "fetch_error", f"{type(error).__name__}: {error}"
-            del error
-            if data is not None:
-                fetched_bytes += len(data)
-                try:
-                    video = self.sampler.sample(data, self.num_frames, self.max_pixels, self.segments)
-                except DecodeError as exc:
-                    stage, kind, message = "decode", exc.kind, str(exc)
-                except Exception as exc:
-                    stage, kind, message = "decode", "decoder_error", f"{type(exc).__name__}: {exc}"
-                finally:
-                    del data
-            ok = video is not None
-            parts = video.split() if ok else [_EMPTY_FRAMES]
-            windows = video.windows if ok and video.windows is not None else None
-            elapsed = time.perf_counter() - t0
-            busy += elapsed
             fetch_busy += fetch_seconds
-            seconds = elapsed / len(parts)
-            for w, part in enumerate(parts):
-                source.append(i)
-                frames.append(part)
-                cols[S.DURATION].append(video.duration if ok else np.nan)
-                cols[S.FPS].append(video.fps if ok else np.nan)
-                cols[S.NUM_FRAMES].append(len(part) if ok else 0)
-                cols[S.SOURCE_FRAMES].append(video.source_frames if ok else 0)
-                cols[S.STATUS].append(S.STATUS_OK if ok else S.STATUS_FAILED)
-                cols[S.ERROR_STAGE].append(stage)
-                cols[S.ERROR_KIND].append(kind)
-                cols[S.ERROR_MESSAGE].append(message[:2000])
-                cols[S.DECODE_SECONDS].append(seconds)
-                cols[S.FETCH_SECONDS].append(fetch_seconds / len(parts))
-                seg_index.append(w if ok else -1)
-                seg_count.append(len(parts) if ok else 0)
-                seg_bounds.append((float(windows[w, 0]), float(windows[w, 1])) if windows is not None
-                                  else (np.nan, np.nan))
-            if not ok:
-                log.warning("failed %s at %s: %s %s", uri, stage, kind, message[:300])
-        rows = np.array(source, dtype=np.int64)
-        out: Batch = {k: np.asarray(batch[k])[rows] for k in (S.VIDEO_ID, S.URI, S.SIZE, S.ETAG)}
-        if self.segments:
-            out[S.SEGMENT_INDEX] = np.array(seg_index, np.int32)
-            out[S.SEGMENT_COUNT] = np.array(seg_count, np.int32)
-            bounds = np.array(seg_bounds, np.float64).reshape(-1, 2)
-            out[S.SEGMENT_START], out[S.SEGMENT_END] = bounds[:, 0], bounds[:, 1]
-        out[S.FRAMES] = _ragged(frames)
-        out[S.DURATION] = np.array(cols[S.DURATION], np.float64)
-        out[S.FPS] = np.array(cols[S.FPS], np.float64)
-        out[S.NUM_FRAMES] = np.array(cols[S.NUM_FRAMES], np.int32)
-        out[S.SOURCE_FRAMES] = np.array(cols[S.SOURCE_FRAMES], np.int64)
-        out[S.DECODE_SECONDS] = np.array(cols[S.DECODE_SECONDS], np.float64)
-        out[S.FETCH_SECONDS] = np.array(cols[S.FETCH_SECONDS], np.float64)
-        out[S.DECODED_AT] = np.full(len(rows), time.time(), np.float64)
-        out[S.DECODE_NODE] = np.array([self.node] * len(rows), dtype=object)
+            status = self._fetch_error(error) if error is not None else ("", "", "")
+            del error
+            if data is None:
+                rows.add(i, _EMPTY_FRAMES, None, status, 0.0, fetch_seconds, (-1, 0, np.nan, np.nan))
+                failed += 1
+                log.warning("failed %s at %s: %s %s", uris[i], *status[:2], status[2][:300])
+                continue
+            fetched_bytes += len(data)
+            w = int(first_window[i]) if self.segments else 0
+            while True:
+                t0 = time.perf_counter()
+                windows = (w, w + self.window_chunk) if self.segments else None
+                video, status = self._sample(data, windows)
+                elapsed = time.perf_counter() - t0
+                busy += elapsed
+                if video is None:
+                    rows.add(i, _EMPTY_FRAMES, None, status, elapsed, fetch_seconds, (-1, 0, np.nan, np.nan))
+                    failed += 1
+                    log.warning("failed %s at %s: %s %s", uris[i], *status[:2], status[2][:300])
+                    break
+                parts = video.split()
+                for k, part in enumerate(parts):
+                    seg = (-1, 0, np.nan, np.nan) if video.windows is None else \
+                        (video.window_offset + k, video.window_total, float(video.windows[k, 0]),
+                         float(video.windows[k, 1]))
+                    rows.add(i, part, video, ("", "", ""), elapsed / max(1, len(parts)),
+                             fetch_seconds if w == int(first_window[i]) and k == 0 else 0.0, seg)
+                fetch_seconds = 0.0
+                if self.segments and len(rows) >= self.window_chunk:
+                    yield rows.flush(batch, True, self.node)  # bounded: at most a chunk of windows per batch
+                if video.windows is None:
+                    break
+                w = video.window_offset + len(video.windows)
+                if w >= video.window_total:
+                    break
+            del data
         self.telemetry.inc("tara_batch_stage_videos_total", n, stage="decode")
         self.telemetry.inc("tara_batch_stage_busy_seconds_total", busy, stage="decode")
         self.telemetry.inc("tara_batch_stage_busy_seconds_total", fetch_busy, stage="fetch")
         self.telemetry.inc("tara_batch_fetch_bytes_total", fetched_bytes)
-        for k in (S.STATUS, S.ERROR_STAGE, S.ERROR_KIND, S.ERROR_MESSAGE):
-            out[k] = _str_col(cols[k])
-        return out
+        if len(rows) or not n:
+            yield rows.flush(batch, bool(self.segments), self.node)
 
 
 def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
@@ -212,15 +255,16 @@ class PreprocessStage:
 
 
 class CpuStage:
-    """Decode, then (optionally) preprocess, in one CPU actor: one pool, one hop, no frames shipped twice."""
+    """Decode, then (optionally) preprocess, in one CPU actor: one pool, one hop, no frames shipped twice. A
+    generator: the decode stage yields a long video's windows a chunk at a time."""
 
     def __init__(self, *, decode: dict[str, Any], preprocess: dict[str, Any] | None = None) -> None:
         self.decode = DecodeStage(**decode)
         self.preprocess = PreprocessStage(**preprocess) if preprocess is not None else None
 
-    def __call__(self, batch: Batch) -> Batch:
-        out = self.decode(batch)
-        return self.preprocess(out) if self.preprocess is not None else out
+    def __call__(self, batch: Batch):
+        for out in self.decode(batch):
+            yield self.preprocess(out) if self.preprocess is not None else out
 
 
 _PASS_THROUGH = (S.VIDEO_ID, S.URI, S.SIZE, S.ETAG, S.DURATION, S.FPS, S.NUM_FRAMES, S.DECODE_SECONDS, S.FETCH_SECONDS,

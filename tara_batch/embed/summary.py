@@ -31,7 +31,8 @@ class RunSummary:
     failures_by_kind: dict[str, int] = field(default_factory=dict)
     stale_rows: int = 0  # rows whose object is no longer listed
     pruned_rows: int = 0
-    replaced_rows: int = 0  # segment mode: windows of partly embedded or changed videos dropped before re-embedding
+    replaced_rows: int = 0  # segment mode: windows of changed videos (or stray ones) dropped before re-embedding
+    resumed_videos: int = 0  # segment mode: videos a killed run left part-done, resumed at their first missing window
     fetch_seconds: float = 0.0  # summed over videos (overlapped with decode in the actors)
     decode_seconds: float = 0.0  # summed over videos (CPU time across actors)
     embed_seconds: float = 0.0  # summed over videos (actor time)
@@ -52,6 +53,7 @@ class RunSummary:
     version_state: str = ""
     live: str | None = None
     index_action: str = ""
+    optimized: int = 0  # times the table was compacted / its indices updated during or after this run
     aborted: str = ""
 
     def to_json(self) -> str:
@@ -65,7 +67,8 @@ class RunSummary:
             f"permanently failed {self.failed_skipped}, processed {self.videos_in}",
             f"  embedded {self.embedded}" + (f" ({self.segments} windows)" if self.segments else "")
             + f", failed {self.failed} ({kinds})"
-            + (f"; {self.replaced_rows} windows of partly embedded videos replaced" if self.replaced_rows else ""),
+            + (f"; {self.replaced_rows} windows of changed videos replaced" if self.replaced_rows else "")
+            + (f"; {self.resumed_videos} videos resumed mid-video" if self.resumed_videos else ""),
             f"  time: list {self.list_seconds:.1f}s, fetch {self.fetch_seconds:.1f}s (sum), decode "
             f"{self.decode_seconds:.1f}s (sum), embed {self.embed_seconds:.1f}s (sum), write {self.write_seconds:.1f}s,"
             f" wall {self.wall_seconds:.1f}s",

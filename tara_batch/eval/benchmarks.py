@@ -20,7 +20,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tara_batch.errors import InputError
 from tara_batch.io.reads import read_bytes
@@ -153,6 +153,7 @@ class CiABenchmark:
     video_text_ids: list[str]
     chiral_pairs: dict[str, str]
     labels: dict[str, int]
+    groups: dict[str, str] = field(default_factory=dict)  # text id -> optional `group` column (per-group scores)
 
 
 def _label01(value: str, path: str, n: int, col: str) -> int:
@@ -192,6 +193,8 @@ def read_cia(
         pick_column(header, pcol, (), path, "video path")
     texts: dict[str, str] = {}
     labels: dict[str, int] = {}
+    groups: dict[str, str] = {}
+    gcol = "group" if "group" in header else None
     pairs: dict[str, str] = {}
     vids, uris, vtids = [], [], []
     for n, row in enumerate(rows, start=2):
@@ -203,12 +206,14 @@ def read_cia(
             raise InputError(f"{path}: row {n}: text id {tid!r} has two texts: {texts[tid]!r} and {text!r}")
         labels[tid] = lab
         pairs[tid] = f"{trip}_{1 - lab}"
+        if gcol and row.get(gcol):
+            groups[tid] = row[gcol]
         vid = _cell(row, id_col, path, n)
         rel = row.get(pcol, "") if pcol else ""
         vids.append(vid)
         uris.append(resolve_media(media_root, rel or f"{vid}{ext}"))
         vtids.append(tid)
-    return CiABenchmark(list(texts), list(texts.values()), vids, uris, vtids, pairs, labels)
+    return CiABenchmark(list(texts), list(texts.values()), vids, uris, vtids, pairs, labels, groups)
 
 
 @dataclass

@@ -168,7 +168,20 @@ def compute(req: EvalRequest, bench: Any, vectors: Any, embedder) -> dict[str, A
         t = _texts(embedder, bench.texts)
         v = _stack(vectors, bench.video_uris)
         res: dict[str, Any] = {"mAP": M.cia_metrics(t, v, bench.text_ids, bench.video_text_ids, bench.chiral_pairs,
-                                                    bench.labels)}
+                                                    bench.labels),
+                               "chiral_binary": M.cia_chiral_accuracy(t, v, bench.text_ids, bench.video_text_ids,
+                                                                      bench.chiral_pairs)}
+        if bench.groups:  # the optional `group` column: chiral accuracy per group (e.g. per kind of event)
+            by_group: dict[str, list[int]] = {}
+            for i, tid in enumerate(bench.text_ids):
+                by_group.setdefault(bench.groups.get(tid, ""), []).append(i)
+            res["chiral_binary_by_group"] = {}
+            for g, rows in sorted(by_group.items()):
+                keep = {bench.text_ids[i] for i in rows} | {bench.chiral_pairs[bench.text_ids[i]] for i in rows}
+                cols = [j for j, x in enumerate(bench.video_text_ids) if x in keep]
+                res["chiral_binary_by_group"][g] = M.cia_chiral_accuracy(
+                    t[rows], v[cols], [bench.text_ids[i] for i in rows], [bench.video_text_ids[j] for j in cols],
+                    bench.chiral_pairs)["accuracy"]
         idx = {tid: i for i, tid in enumerate(bench.text_ids)}
         relevant = [np.flatnonzero(np.array(bench.video_text_ids) == tid) for tid in bench.text_ids]
         res["t2v"] = M.retrieval_report(t, v, relevant)

@@ -360,6 +360,34 @@ def cia_metrics(
     return {name: cia_map(t, v, relevant, mask, chunk=chunk) for name, mask in galleries.items()}
 
 
+def cia_chiral_accuracy(
+    text_emb: np.ndarray,
+    video_emb: np.ndarray,
+    text_ids: Sequence[str],
+    video_text_ids: Sequence[str],
+    chiral_pairs: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Binary chiral accuracy x 100: for each text query, the fraction of (own video, opposite's video) pairs in
+    which its own video scores higher (ties count half), averaged over queries that have both. Chance is 50.
+
+    ``{"accuracy": ..., "queries": n}``; queries without a video of their own or of their opposite are left out.
+    """
+    t, v = _pair(text_emb, video_emb)
+    tq, vt = list(text_ids), list(video_text_ids)
+    chiral_pairs, _ = _cia_defaults([*tq, *vt], chiral_pairs, None)
+    vt_arr = np.asarray(vt, dtype=object)
+    scores = []
+    for q, tid in enumerate(tq):
+        own = np.flatnonzero(vt_arr == tid)
+        opp = np.flatnonzero(vt_arr == chiral_pairs[tid])
+        if not len(own) or not len(opp):
+            continue
+        s = v @ t[q]  # [G]
+        diff = s[own][:, None] - s[opp][None, :]  # [own, opposite]
+        scores.append(float(np.mean((diff > 0) + 0.5 * (diff == 0))))
+    return {"accuracy": 100.0 * float(np.mean(scores)) if scores else float("nan"), "queries": len(scores)}
+
+
 # --------------------------------------------------------------------------- other benchmarks
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from tara_batch import schema as S
 from tara_batch.errors import InputError
 from tara_batch.index.catalog import Catalog, resolve_table
-from tara_batch.index.tables import FAILURES_SUFFIX, TableRef, connect, table_exists
+from tara_batch.index.tables import FAILURES_SUFFIX, TableRef, connect, read_columns, table_exists
 from tara_batch.io.s3 import S3Options
 
 
@@ -26,7 +26,8 @@ def index_status(table_uri: str, s3: S3Options | None = None) -> dict[str, Any]:
         fname = name + FAILURES_SUFFIX
         kinds: dict[str, int] = {}
         if table_exists(db, fname):
-            f = db.open_table(fname).to_arrow().select([S.VIDEO_ID, S.ERROR_KIND]).to_pylist()
+            f = read_columns(db.open_table(fname), [S.VIDEO_ID, S.ERROR_KIND, S.ATTEMPT]).sort_by(
+                [(S.ATTEMPT, "ascending")]).to_pylist()
             latest = {r[S.VIDEO_ID]: r[S.ERROR_KIND] for r in f}
             for k in latest.values():
                 kinds[k] = kinds.get(k, 0) + 1

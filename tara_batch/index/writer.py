@@ -15,7 +15,16 @@ import pyarrow as pa
 
 from tara_batch import schema as S
 from tara_batch.errors import ConfigError
-from tara_batch.index.tables import FAILURES_SUFFIX, TableRef, connect, in_list, read_metadata, table_exists
+from tara_batch.index.maintenance import MaintenancePolicy, maybe_optimize
+from tara_batch.index.tables import (
+    FAILURES_SUFFIX,
+    TableRef,
+    connect,
+    in_list,
+    read_columns,
+    read_metadata,
+    table_exists,
+)
 from tara_batch.io.s3 import S3Options
 
 
@@ -31,16 +40,22 @@ class FailureState:
 class VideoTableWriter:
     """Opens (or creates) the embeddings + failures tables for one model version and commits rows to them."""
 
+    CHECK_EVERY = 16  # commits between maintenance checks (key index, fragments)
+
     def __init__(self, ref: TableRef, *, dim: int, metadata: dict[str, Any], s3: S3Options | None = None,
-                 overwrite: bool = False, segments: bool = False) -> None:
+                 overwrite: bool = False, segments: bool = False, vector_dtype: str = "float32",
+                 policy: MaintenancePolicy | None = None) -> None:
         self.ref = ref
+        self.policy = policy or MaintenancePolicy()
+        self.commits = 0
+        self.optimized = 0  # times the writer optimized on its own (run summary)
         self.segments = segments
         self.key = S.SEGMENT_ID if segments else S.VIDEO_ID
         self.db = connect(ref.db_uri, s3)
         self.metadata = metadata
         model_id = metadata["model_id"]
         sch = S.video_table_schema(dim, {S.METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
-                                   segments=segments)
+                                   segments=segments, vector_dtype=vector_dtype)
         if table_exists(self.db, ref.name) and not overwrite:
             self.table = self.db.open_table(ref.name)
             existing = read_metadata(self.table)
@@ -53,6 +68,10 @@ class VideoTableWriter:
                 )
             if self.table.schema.field(S.EMBEDDING).type.list_size != dim:
                 raise ConfigError("output.table", f"{ref.uri} has a different embedding dimension")
+            stored = self.table.schema.field(S.EMBEDDING).type.value_type
+            if stored != S.VECTOR_DTYPES[vector_dtype]:
+                raise ConfigError("output.vector_dtype", f"{ref.uri} stores {stored} vectors, this job writes "
+                                  f"{vector_dtype}; keep the table's dtype or write a new table")
         else:
             self.table = self.db.create_table(ref.name, schema=sch, mode="overwrite")
         failures_name = ref.name + FAILURES_SUFFIX
@@ -70,14 +89,52 @@ class VideoTableWriter:
         if not self.table.count_rows():
             return {}
         if not self.segments:
-            tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG])
+            tbl = read_columns(self.table, [S.VIDEO_ID, S.ETAG])
             return dict(zip(tbl.column(S.VIDEO_ID).to_pylist(), tbl.column(S.ETAG).to_pylist(), strict=True))
-        tbl = self.table.to_arrow().select([S.VIDEO_ID, S.ETAG, S.SEGMENT_COUNT])
+        tbl = read_columns(self.table, [S.VIDEO_ID, S.ETAG, S.SEGMENT_COUNT])
         agg = tbl.group_by([S.VIDEO_ID, S.ETAG]).aggregate([(S.SEGMENT_COUNT, "count"), (S.SEGMENT_COUNT, "max")])
         have = agg.column(f"{S.SEGMENT_COUNT}_count").to_pylist()
         want = agg.column(f"{S.SEGMENT_COUNT}_max").to_pylist()
         return {v: e for v, e, h, w in zip(agg.column(S.VIDEO_ID).to_pylist(), agg.column(S.ETAG).to_pylist(), have,
                                            want, strict=True) if h == w or not complete_only}
+
+    def resume_windows(self, todo: dict[str, str]) -> tuple[dict[str, int], list[str], list[str]]:
+        """Segment mode, before a rerun: for each video to do (video_id -> etag now), where to start.
+
+        Returns (first_window, drop_all, drop_from): a video whose committed rows carry the same etag keeps its
+        contiguous prefix of windows 0..k-1 and restarts at window k (`first_window[v] = k`, any stray rows past the
+        prefix go in `drop_from`); a video whose object changed (other etag) loses all its rows (`drop_all`), since
+        its windows may differ in number and times."""
+        if not todo or not self.table.count_rows():
+            return {}, [], []
+        tbl = read_columns(self.table, [S.VIDEO_ID, S.ETAG, S.SEGMENT_INDEX],
+                           where=in_list(S.VIDEO_ID, list(todo)) if len(todo) <= 1000 else None)
+        seen: dict[str, tuple[set[str], set[int]]] = {}
+        for v, e, i in zip(tbl.column(S.VIDEO_ID).to_pylist(), tbl.column(S.ETAG).to_pylist(),
+                           tbl.column(S.SEGMENT_INDEX).to_pylist(), strict=True):
+            if v in todo:
+                etags, idx = seen.setdefault(v, (set(), set()))
+                etags.add(e)
+                idx.add(int(i))
+        first, drop_all, drop_from = {}, [], []
+        for v, (etags, idx) in seen.items():
+            if etags != {todo[v]}:
+                drop_all.append(v)
+                continue
+            k = 0
+            while k in idx:
+                k += 1
+            first[v] = k
+            if len(idx) > k:
+                drop_from.append(v)
+        return first, drop_all, drop_from
+
+    def delete_windows_from(self, first_window: dict[str, int], video_ids: list[str]) -> int:
+        """Delete the windows at or past each video's resume point (rows a partial commit left out of order)."""
+        before = self.table.count_rows()
+        for v in video_ids:
+            self.table.delete(f"{in_list(S.VIDEO_ID, [v])} AND {S.SEGMENT_INDEX} >= {int(first_window[v])}")
+        return before - self.table.count_rows()
 
     def delete_rows(self, video_ids: list[str]) -> int:
         """Delete every row of these videos (failure records are kept: they carry the attempt count)."""
@@ -91,7 +148,7 @@ class VideoTableWriter:
         if not self.failures.count_rows():
             return {}
         out: dict[str, FailureState] = {}
-        for r in self.failures.to_arrow().sort_by([(S.ATTEMPT, "ascending")]).to_pylist():
+        for r in read_columns(self.failures, [S.VIDEO_ID, S.ETAG, S.ATTEMPT, S.RETRIABLE, S.ERROR_KIND, S.URI]).sort_by([(S.ATTEMPT, "ascending")]).to_pylist():
             out[r[S.VIDEO_ID]] = FailureState(r[S.ETAG], int(r[S.ATTEMPT] or 1), bool(r[S.RETRIABLE]),
                                               r[S.ERROR_KIND], r[S.URI])
         return out
@@ -115,6 +172,15 @@ class VideoTableWriter:
             return
         rows = rows.cast(self.table.schema.remove_metadata()) if rows.schema != self.table.schema else rows
         (self.table.merge_insert(self.key).when_matched_update_all().when_not_matched_insert_all().execute(rows))
+        self.commits += 1
+        if self.commits % self.CHECK_EVERY == 1:  # the first commit too: the key index exists from then on
+            self.maintain()
+
+    def maintain(self):
+        """Key index on the merge key, and `optimize` when fragments or unindexed rows pile up (maintenance.py)."""
+        report = maybe_optimize(self.table, self.key, self.policy)
+        self.optimized += report is not None
+        return report
 
     def write_failures(self, rows: pa.Table) -> None:
         if rows.num_rows:

@@ -39,8 +39,22 @@ def _normalise_extensions(extensions: Sequence[str] | None) -> tuple[str, ...] |
     return out
 
 
+_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")
+
+
+def _escape(c: str) -> str:
+    # Escapes exactly the regex meta characters, so the pattern means the same to Python's `re` (listing) and to
+    # Rust's `regex` (LanceDB's regexp_like in search filters), which rejects escapes of ordinary characters.
+    return "\\" + c if c in _REGEX_META else c
+
+
 def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a path glob: ``*``/``?`` stay within one path segment, ``**`` spans segments, ``**/`` may be empty."""
+    return re.compile(glob_pattern(pattern), re.DOTALL)
+
+
+def glob_pattern(pattern: str) -> str:
+    """Translate a path glob to a regular expression (unanchored source): ``*``/``?`` stay within one path segment,
+    ``**`` spans segments, ``**/`` may be empty."""
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -65,7 +79,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
                     j += 1
                 j = pattern.find("]", j)
                 if j == -1:  # no closing bracket: a literal "["
-                    out.append(re.escape(c))
+                    out.append(_escape(c))
                 else:
                     body = pattern[i:j].replace("\\", "\\\\")
                     if body.startswith("!"):
@@ -75,8 +89,8 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
                     out.append(f"[{body}]")
                     i = j + 1
             else:
-                out.append(re.escape(c))
-    return re.compile("".join(out), re.DOTALL)
+                out.append(_escape(c))
+    return "".join(out)
 
 
 def _make_glob_matcher(glob: str | None) -> Callable[[str], bool] | None:

@@ -128,3 +128,9 @@ def render_video_prompts(profile: ModelProfile, n: int, edits: list[str] | tuple
 def _wrap(profile: ModelProfile, content: str) -> str:
     # str.replace, not str.format: prompts and templates may legitimately contain braces.
     return profile.chat_template.replace("{content}", content)
+
+
+def render_user(profile: ModelProfile, content: str) -> str:
+    """Any user turn (a training prompt, a question): `<video>` / `<image>` placeholders become the vision
+    placeholders, then the chat template wraps it exactly like the EOL prompts."""
+    return _wrap(profile, content.replace(VIDEO, profile.video_placeholder).replace(IMAGE, profile.image_placeholder))

@@ -80,8 +80,9 @@ VISION_CONFIG = dict(
 )
 
 
-def build_tokenizer(vocab_size: int = 384):
-    """A byte-level BPE trained in-process, wrapped as a left-padding PreTrainedTokenizerFast."""
+def build_tokenizer(vocab_size: int = 384, corpus: str = ""):
+    """A byte-level BPE trained in-process (on the built-in corpus plus `corpus`), wrapped as a left-padding
+    PreTrainedTokenizerFast. A model's own words in `corpus` (the toy world's captions) become single tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -94,7 +95,7 @@ def build_tokenizer(vocab_size: int = 384):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tok.train_from_iterator([_CORPUS] * 4 + [corpus] * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -107,20 +108,22 @@ def build_tokenizer(vocab_size: int = 384):
     return fast
 
 
-def tiny_config(tokenizer):
-    """The tiny Qwen2VLConfig for `tokenizer`: special-token ids exactly as the tokenizer assigned them."""
+def tiny_config(tokenizer, text: dict | None = None, vision: dict | None = None):
+    """The tiny Qwen2VLConfig for `tokenizer`: special-token ids exactly as the tokenizer assigned them; `text` /
+    `vision` override fields of TEXT_CONFIG / VISION_CONFIG (sizes)."""
     from transformers import Qwen2VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     return Qwen2VLConfig(
         text_config=dict(
             TEXT_CONFIG,
+            **(text or {}),
             vocab_size=len(tokenizer),
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
         ),
-        vision_config=VISION_CONFIG,
+        vision_config=dict(VISION_CONFIG, **(vision or {})),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -129,8 +132,13 @@ def tiny_config(tokenizer):
     )
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, *, min_pixels: int = 3136, max_pixels: int = 460_800) -> Path:
-    """Write a complete tiny Qwen2-VL checkpoint to `out_dir` and return it. Deterministic for a given seed."""
+def build_tiny_model(out_dir: str | Path, seed: int = 0, *, min_pixels: int = 3136, max_pixels: int = 460_800,
+                     text: dict | None = None, vision: dict | None = None, corpus: str = "",
+                     vocab_size: int = 384) -> Path:
+    """Write a complete tiny Qwen2-VL checkpoint to `out_dir` and return it. Deterministic for a given seed.
+
+    `text` / `vision` override the sizes (the toy world's model is larger), `corpus` adds text the tokenizer trains
+    on."""
     import torch
     from transformers import (
         Qwen2VLForConditionalGeneration,
@@ -141,9 +149,9 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, *, min_pixels: int = 31
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(vocab_size, corpus)
     vocab = len(tokenizer)
-    config = tiny_config(tokenizer)
+    config = tiny_config(tokenizer, text, vision)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).to(torch.float32).eval()
     model.save_pretrained(out, safe_serialization=True)

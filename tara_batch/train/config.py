@@ -23,6 +23,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 STRATEGIES = ("ddp", "fsdp")
 FORMATS = ("auto", "csv", "parquet", "jsonl")
 MERGE_FROM = ("final", "best")
+OBJECTIVES = ("contrastive", "caption")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class TrainDataConfig:
     positive_column: str = "sent1"
     negative_column: str = "hard_neg"
     source_column: str = "source"  # optional in the files
+    # objective: caption reads task tables instead: prompt (with a <video> placeholder when the row names a video),
+    # answer, optional video URI (relative paths resolve against media_root, else the table's folder)
+    prompt_column: str = "prompt"
+    answer_column: str = "answer"
+    video_column: str = "video"
+    media_root: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -190,6 +197,9 @@ class TrainOutputConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """`objective`: contrastive = TARA's text-only InfoNCE on triplets, LLM only (the default); caption = next-token
+    cross-entropy on (video, prompt, answer) tasks, the whole model (the toy world's stage 1, train/caption.py)."""
+
     model: TrainModelConfig
     data: TrainDataConfig
     output: TrainOutputConfig
@@ -200,6 +210,10 @@ class TrainConfig:
     s3: S3Config = field(default_factory=S3Config)
     profile: ModelProfile = field(default_factory=ModelProfile)
     ray: RayConfig = field(default_factory=RayConfig)
+    objective: str = "contrastive"
+
+    def __post_init__(self) -> None:
+        _choice("objective", self.objective, OBJECTIVES)
 
     def weights_key(self) -> dict:
         """Everything that changes the trained weights (not cadence, storage, names or early stops)."""
@@ -211,6 +225,7 @@ class TrainConfig:
             "num_workers": self.scaling.num_workers,
             "strategy": self.scaling.strategy,
             "profile": self.profile.settings(),
+            **({"objective": self.objective} if self.objective != "contrastive" else {}),
         }
 
     def run_name(self, data_fingerprint: str = "") -> str:

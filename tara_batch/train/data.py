@@ -67,6 +67,10 @@ class Triplets:
     def sources(self) -> list[str]:
         return sorted(set(self.source))
 
+    def keys(self) -> list[str]:
+        """What identifies a row for the held-out overlap check: the anchor."""
+        return list(self.anchor)
+
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for row in zip(self.anchor, self.positive, self.negative, self.source, strict=True):
@@ -130,7 +134,7 @@ def read_table(path: str, fmt: str = "auto", s3: S3Options | None = None):
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _column(table, name: str, path: str, field_: str | None = None) -> list[str | None] | None:
+def column(table, name: str, path: str, field_: str | None = None) -> list[str | None] | None:
     """Column `name` as Python strings; None when absent and optional (no `field_` to blame)."""
     import pyarrow as pa
 
@@ -147,10 +151,10 @@ def _column(table, name: str, path: str, field_: str | None = None) -> list[str 
 def read_triplets(spec: SourceConfig, columns: TrainDataConfig, s3: S3Options | None = None) -> tuple[Triplets, int]:
     """(triplets of one source file, rows dropped for an empty member)."""
     table = read_table(spec.path, spec.format, s3)
-    a = _column(table, columns.anchor_column, spec.path, "data.anchor_column")
-    p = _column(table, columns.positive_column, spec.path, "data.positive_column")
-    n = _column(table, columns.negative_column, spec.path, "data.negative_column")
-    src = _column(table, columns.source_column, spec.path)
+    a = column(table, columns.anchor_column, spec.path, "data.anchor_column")
+    p = column(table, columns.positive_column, spec.path, "data.positive_column")
+    n = column(table, columns.negative_column, spec.path, "data.negative_column")
+    src = column(table, columns.source_column, spec.path)
     default = spec.name or PurePosixPath(spec.path.rstrip("/")).stem
     out, dropped = Triplets(), 0
     for i in range(table.num_rows):
@@ -200,11 +204,19 @@ def file_hashes(paths: list[str], s3: S3Options | None = None) -> dict[str, str]
 def load_triplet_data(data: TrainDataConfig, validation: ValidationConfig, seed: int,
                       s3: S3Options | None = None) -> TripletData:
     """Read every source, draw the mixture, split off the held-out rows. Deterministic in (files, config, seed)."""
-    train, val = Triplets(), Triplets()
+    train, val, info = mix_sources(data, validation, seed, s3, read_triplets, Triplets)
+    return TripletData(train, val, info)
+
+
+def mix_sources(data: TrainDataConfig, validation: ValidationConfig, seed: int, s3: S3Options | None, reader,
+                rows_type) -> tuple[Any, Any, dict[str, Any]]:
+    """(train rows, held-out rows, info) for any row type: `reader(spec, data, s3) -> (rows, dropped)`, rows with
+    `take`, `extend`, `keys`, `source` and `len` (triplets here, caption tasks in caption.py)."""
+    train, val = rows_type(), rows_type()
     per_source: list[dict[str, Any]] = []
     fraction = validation.effective_fraction
     for i, spec in enumerate(data.sources):
-        rows, dropped = read_triplets(spec, data, s3)
+        rows, dropped = reader(spec, data, s3)
         n = len(rows)
         if spec.count is not None:
             want = spec.count
@@ -226,16 +238,16 @@ def load_triplet_data(data: TrainDataConfig, validation: ValidationConfig, seed:
         per_source.append({"path": spec.path, "rows": n, "dropped": dropped, "train": len(train_idx),
                            "val": len(val_idx)})
     if validation.path:
-        vrows, _ = read_triplets(SourceConfig(path=validation.path), data, s3)
+        vrows, _ = reader(SourceConfig(path=validation.path), data, s3)
         val.extend(vrows)
     if validation.max_rows is not None and len(val) > validation.max_rows:
         keep = np.sort(np.random.default_rng([seed, 1_000_003]).permutation(len(val))[: validation.max_rows])
         val = val.take(keep)
     if not len(train):
         raise InputError("the mixture has no training rows")
-    overlap = len(set(val.anchor) & set(train.anchor))
+    overlap = len(set(val.keys()) & set(train.keys()))
     if overlap:
-        log.warning("%d held-out anchor(s) also appear as training anchors", overlap)
+        log.warning("%d held-out row(s) also appear among the training rows", overlap)
     info = {
         "sources": per_source,
         "train_rows": len(train),
@@ -244,7 +256,7 @@ def load_triplet_data(data: TrainDataConfig, validation: ValidationConfig, seed:
         "val_per_source": _counts(val.source),
         "val_anchor_overlap": overlap,
     }
-    return TripletData(train, val, info)
+    return train, val, info
 
 
 def _counts(labels: list[str]) -> dict[str, int]:

@@ -28,9 +28,11 @@ from typing import Any
 
 from tara_batch.cluster import init_ray
 from tara_batch.errors import ConfigError
+from tara_batch.train.caption import WEIGHTS as CAPTION_WEIGHTS
 from tara_batch.train.config import TrainConfig
+from tara_batch.train.contrastive import LLM_WEIGHTS
 from tara_batch.train.data import Schedule
-from tara_batch.train.worker import LLM_WEIGHTS, SCORE, train_loop_per_worker
+from tara_batch.train.worker import SCORE, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,13 @@ class TrainResult:
                  f"  checkpoints: {self.run_path}",
                  "  peak RSS per worker (MB): " + ", ".join(f"{v:.0f}" for v in self.peak_rss_mb)]
         if self.before:
-            lines.append("  held-out accuracy / margin per source (before -> after):")
+            # contrastive: triplet accuracy / mean margin; caption: answer exact match / answer cross-entropy
+            second = next((k for k in next(iter(self.before.values())) if k not in ("n", "accuracy")), "margin")
+            lines.append(f"  held-out accuracy / {second} per source (before -> after):")
             for s, b in self.before.items():
                 a = (self.after or {}).get(s)
-                tail = f" -> {a['accuracy']:.3f} / {a['margin']:+.3f}" if a else ""
-                lines.append(f"    {s:<16} n={b['n']:<6} {b['accuracy']:.3f} / {b['margin']:+.3f}{tail}")
+                tail = f" -> {a['accuracy']:.3f} / {a[second]:+.3f}" if a else ""
+                lines.append(f"    {s:<16} n={b['n']:<6} {b['accuracy']:.3f} / {b[second]:+.3f}{tail}")
         if self.output_dir:
             lines.append(f"  fine-tuned checkpoint: {self.output_dir}  (tara-batch embed --model {self.output_dir})")
         else:
@@ -134,7 +138,8 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
-    """Fine-tune, then merge the trained LLM into a complete checkpoint at `cfg.output.dir`.
+    """Train, then merge the trained LLM (or, for `objective: caption`, the whole model) into a complete checkpoint at
+    `cfg.output.dir`.
 
     Resumable: a rerun with the same config (same run name and storage) continues from the latest checkpoint.
     """
@@ -157,7 +162,12 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     src = resolve_checkpoint(cfg.model.path, s3)
     dtype = source_dtype(src)
     init_ray(cfg.ray)
-    data = load_triplet_data(cfg.data, cfg.validation, cfg.train.seed, s3)
+    if cfg.objective == "caption":
+        from tara_batch.train.caption import load_task_data
+
+        data = load_task_data(cfg.data, cfg.validation, cfg.train.seed, cfg.profile, s3, progress=True)
+    else:
+        data = load_triplet_data(cfg.data, cfg.validation, cfg.train.seed, s3)
     if cfg.run.merge_from == "best" and not len(data.val):
         raise ConfigError("run.merge_from", "`best` is chosen by held-out accuracy, but there are no held-out rows: "
                                             "set validation.path or validation.fraction > 0, or merge_from=final")
@@ -167,7 +177,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                          s3)
     fingerprint = data.fingerprint()
     name = cfg.run_name(fingerprint)
-    log.info("training run %s: %d train / %d held-out triplets, %s", name, len(data.train), len(data.val),
+    log.info("training run %s: %d train / %d held-out rows, %s", name, len(data.train), len(data.val),
              data.info["train_per_source"])
     # 2. fit (data travels through the object store once: workers get a reference)
     trainer = build_trainer(cfg, ray.put(data), name, dtype)
@@ -202,7 +212,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             "peak_rss_mb": summary.get("peak_rss_mb"),
         }
         with checkpoint.as_directory() as d:
-            trained = LazySafetensors([Path(d) / LLM_WEIGHTS])
+            trained = LazySafetensors([Path(d) / (CAPTION_WEIGHTS if cfg.objective == "caption" else LLM_WEIGHTS)])
             output_dir = _write_output(src, trained, cfg, record, s3)
     return TrainResult(
         output_dir=output_dir, run_name=name, run_path=result.path,
@@ -217,13 +227,15 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
 def _write_output(src: Path, trained, cfg: TrainConfig, record: dict[str, Any], s3) -> str:
     from tara_batch.io.uris import is_s3, split_s3
-    from tara_batch.train.model import merge_back
+    from tara_batch.train.model import merge_back, merge_full
 
+    # contrastive: the LLM into the source (vision untouched); caption: every tensor, the source's layout kept
+    merge = merge_full if cfg.objective == "caption" else merge_back
     if not is_s3(cfg.output.dir):
-        return str(merge_back(src, trained, cfg.output.dir, record=record, overwrite=cfg.output.overwrite))
+        return str(merge(src, trained, cfg.output.dir, record=record, overwrite=cfg.output.overwrite))
     # s3://: merge locally, then upload file by file (config last, so a reader never sees a config without weights)
     with tempfile.TemporaryDirectory(prefix="tara-merge-") as tmp:
-        local = merge_back(src, trained, Path(tmp) / "out", record=record)
+        local = merge(src, trained, Path(tmp) / "out", record=record)
         bucket, prefix = split_s3(cfg.output.dir.rstrip("/") + "/")
         client = s3.boto3_client()
         files = sorted(local.iterdir(), key=lambda p: p.name == "config.json")

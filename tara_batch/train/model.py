@@ -244,6 +244,48 @@ def merge_back(src_checkpoint: str | Path, trained_text_state_dict: Mapping[str,
     `LazySafetensors`. Streams shard by shard: memory ~ one source shard + the trained tensors of that shard.
     Written to a hidden sibling directory and renamed into place, so a failure never leaves a partial checkpoint.
     """
+    prefix, index = llm_tensor_index(src_checkpoint)
+    _check_names(set(index), set(trained_text_state_dict), "the source LLM")
+    return _rewrite_checkpoint(
+        src_checkpoint, out_dir,
+        lambda key: trained_text_state_dict[key[len(prefix):]] if is_llm_key(key, prefix) else None,
+        len(index), record=record, overwrite=overwrite)
+
+
+def module_key(key: str) -> str:
+    """A checkpoint tensor name -> its name in `Qwen2VLForConditionalGeneration.state_dict()` (transformers 5.19):
+    the legacy `visual.*` / `model.*` layout (what `save_pretrained` writes) and the native one both map to the native
+    `model.visual.*`, `model.language_model.*`, `lm_head.*`."""
+    if key.startswith(("model.visual.", "model.language_model.", "lm_head.")):
+        return key
+    if key.startswith("visual."):
+        return "model." + key
+    if key.startswith(LEGACY_LLM_PREFIX):
+        return NATIVE_LLM_PREFIX + key[len(LEGACY_LLM_PREFIX):]
+    return key
+
+
+def merge_full(src_checkpoint: str | Path, trained_state_dict: Mapping[str, Any], out_dir: str | Path, *,
+               record: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Like `merge_back` for a whole trained model (`objective: caption`): every tensor replaced by the trained one
+    (`trained_state_dict` in the module's names), kept under the source's names, shards, config and side files."""
+    root = Path(src_checkpoint)
+    names = [k for f in weight_files(root) for k in read_header(root / f)]
+    _check_names({module_key(k) for k in names}, set(trained_state_dict), "the source model")
+    return _rewrite_checkpoint(src_checkpoint, out_dir, lambda key: trained_state_dict[module_key(key)], len(names),
+                               record=record, overwrite=overwrite)
+
+
+def _check_names(expected: set[str], trained: set[str], what: str) -> None:
+    missing, unexpected = sorted(expected - trained), sorted(trained - expected)
+    if missing or unexpected:
+        raise ValueError(f"trained state dict does not match {what} (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+
+
+def _rewrite_checkpoint(src_checkpoint: str | Path, out_dir: str | Path, replacement, expected: int, *,
+                        record: dict[str, Any] | None, overwrite: bool) -> Path:
+    """Copy a checkpoint shard by shard, swapping each tensor for `replacement(key)` when that is not None."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -253,12 +295,6 @@ def merge_back(src_checkpoint: str | Path, trained_text_state_dict: Mapping[str,
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError("output.dir", f"{out} exists and is not empty; choose a new directory or set "
                                         "output.overwrite=true")
-    prefix, index = llm_tensor_index(src)
-    missing, unexpected = sorted(set(index) - set(trained_text_state_dict)), \
-        sorted(set(trained_text_state_dict) - set(index))
-    if missing or unexpected:
-        raise ValueError(f"trained state dict does not match the source LLM (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]})")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -271,8 +307,8 @@ def merge_back(src_checkpoint: str | Path, trained_text_state_dict: Mapping[str,
                 metadata = fh.metadata() or {"format": "pt"}
                 for key in fh.keys():  # noqa: SIM118 (safe_open handles are not iterable)
                     tensor = fh.get_tensor(key)
-                    if is_llm_key(key, prefix):
-                        trained = trained_text_state_dict[key[len(prefix):]]
+                    trained = replacement(key)
+                    if trained is not None:
                         if tuple(trained.shape) != tuple(tensor.shape):
                             raise ValueError(f"{key}: trained shape {tuple(trained.shape)} != source "
                                              f"{tuple(tensor.shape)}")
@@ -281,8 +317,8 @@ def merge_back(src_checkpoint: str | Path, trained_text_state_dict: Mapping[str,
                     buffer[key] = tensor
             save_file(buffer, str(tmp / name), metadata=metadata)
             del buffer  # one shard at a time
-        if replaced != len(index):
-            raise ValueError(f"replaced {replaced} LLM tensors, expected {len(index)}")
+        if replaced != expected:
+            raise ValueError(f"replaced {replaced} trained tensors, expected {expected}")
         for p in sorted(src.iterdir()):
             if p.is_file() and p.name not in files and p.name != TRAIN_RECORD and not p.name.startswith("."):
                 shutil.copy2(p, tmp / p.name)  # config, index, tokenizer, processor, chat template, generation config
@@ -295,6 +331,6 @@ def merge_back(src_checkpoint: str | Path, trained_text_state_dict: Mapping[str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("merged %d trained LLM tensors into %s (%d shard(s), other tensors copied untouched)",
-             replaced, out, len(files))
+    log.info("merged %d trained tensors into %s (%d shard(s), other tensors copied untouched)", replaced, out,
+             len(files))
     return out

@@ -39,18 +39,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tara_batch.errors import ConfigError
 from tara_batch.train.config import TrainConfig
-from tara_batch.train.data import Schedule, TripletData, Triplets
+from tara_batch.train.contrastive import LLM_WEIGHTS, ContrastiveObjective
+from tara_batch.train.data import Schedule
+from tara_batch.train.dist import all_gather_floats, all_reduce_sum, process_group
 
 log = logging.getLogger(__name__)
 
 
 PROGRESS = "progress.json"
-
-LLM_WEIGHTS = "llm.safetensors"
 
 STATE_DIR = "state"
 
@@ -68,37 +66,13 @@ def linear_schedule(warmup_steps: int, total_steps: int):
     return fn
 
 
-def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def _all_reduce_sum(t):
-    dist = _dist()
-    if dist is not None and dist.get_world_size() > 1:
-        dist.all_reduce(t)
-    return t
-
-
-def _all_gather_floats(values: list[float], world: int) -> list[list[float]]:
-    import torch
-
-    t = torch.tensor(values, dtype=torch.float64)
-    dist = _dist()
-    if dist is None or world == 1:
-        return [values]
-    out = [torch.zeros_like(t) for _ in range(world)]
-    dist.all_gather(out, t)
-    return [o.tolist() for o in out]
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def wrap_model(model, strategy: str, world: int, *, bf16: bool, reshard_after_forward: bool, device):
-    """DDP, or FSDP2 per decoder layer (`model.layers`) + root; the model moved to `device` on one worker.
+def wrap_model(model, strategy: str, world: int, *, bf16: bool, reshard_after_forward: bool, device,
+               layers=None):
+    """DDP, or FSDP2 per decoder layer (`layers`, default `model.layers`) + root; the model moved to `device` on one worker.
 
     DDP is built directly, as `ray.train.torch.prepare_model(parallel_strategy="ddp")` does, so this runs (and is
     tested) outside Ray Train too; Ray's helper would also refuse FSDP without CUDA.
@@ -108,7 +82,7 @@ def wrap_model(model, strategy: str, world: int, *, bf16: bool, reshard_after_fo
     if device.type == "cuda":
         torch.cuda.set_device(device)
     model.to(device)
-    if world == 1 or _dist() is None:
+    if world == 1 or process_group() is None:
         return model
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
@@ -118,7 +92,7 @@ def wrap_model(model, strategy: str, world: int, *, bf16: bool, reshard_after_fo
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
-    for layer in model.layers:
+    for layer in (model.layers if layers is None else layers):
         fully_shard(layer, mp_policy=mp, reshard_after_forward=reshard_after_forward)
     fully_shard(model, mp_policy=mp, reshard_after_forward=reshard_after_forward)
     return model
@@ -144,85 +118,24 @@ def no_sync(model, enabled: bool):
     return contextlib.nullcontext()
 
 
-def forward_triplets(model, tokenizer, profile, rows: Triplets, max_tokens: int, device, autocast_bf16: bool):
-    """ONE forward of [anchors; positives; negatives] -> three [n, dim] pooled tensors, and the real-token count."""
-    import torch
-
-    from tara_batch.train.model import pool, tokenize
-
-    n = len(rows)
-    batch = tokenize(tokenizer, profile, rows.anchor + rows.positive + rows.negative, max_tokens)
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-        h = pool(model, ids, mask)  # [3n, dim]
-    return h[:n], h[n:2 * n], h[2 * n:], int(mask.sum())
-
-
-def evaluate(model, tokenizer, profile, val: Triplets, source_names: list[str], *, rank: int, world: int,
-             batch_size: int, max_tokens: int, device, autocast_bf16: bool) -> dict[str, dict[str, float]]:
-    """Held-out triplet accuracy (cos(a,p) > cos(a,n)) and mean margin per source, over all ranks' shards.
-
-    Every rank runs the same number of forwards (FSDP needs all ranks in each forward); short shards repeat a row
-    whose result is discarded.
-    """
-    import torch
-
-    from tara_batch.train.loss import triplet_scores
-
-    if not len(val):
-        return {}
-    shards = np.array_split(np.arange(len(val)), world)
-    mine = shards[rank]
-    n_batches = math.ceil(max(len(s) for s in shards) / batch_size)
-    col = {s: i for i, s in enumerate(source_names)}
-    sums = torch.zeros(len(source_names), 3, dtype=torch.float64)  # [source, (n, correct, margin sum)]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for b in range(n_batches):
-            rows = mine[b * batch_size:(b + 1) * batch_size]
-            real = len(rows)
-            if not real:
-                rows = np.array([0])
-            sub = val.take(rows)
-            a, p, n, _ = forward_triplets(model, tokenizer, profile, sub, max_tokens, device, autocast_bf16)
-            correct, margin = triplet_scores(a, p, n)
-            for i in range(real):
-                k = col[sub.source[i]]
-                sums[k, 0] += 1
-                sums[k, 1] += float(correct[i])
-                sums[k, 2] += float(margin[i])
-    model.train(was_training)
-    _all_reduce_sum(sums)
-    out: dict[str, dict[str, float]] = {}
-    for s, i in col.items():
-        if sums[i, 0] > 0:
-            out[s] = {"n": int(sums[i, 0]), "accuracy": float(sums[i, 1] / sums[i, 0]),
-                      "margin": float(sums[i, 2] / sums[i, 0])}
-    total = sums.sum(0)
-    out["all"] = {"n": int(total[0]), "accuracy": float(total[1] / total[0]), "margin": float(total[2] / total[0])}
-    return out
-
-
 def _flat_eval(ev: dict[str, dict[str, float]]) -> dict[str, float]:
     flat = {}
     for s, m in ev.items():
-        flat[f"val/{s}/accuracy"] = m["accuracy"]
-        flat[f"val/{s}/margin"] = m["margin"]
+        flat.update({f"val/{s}/{k}": v for k, v in m.items() if k != "n"})
     if "all" in ev:
         flat[SCORE] = ev["all"]["accuracy"]
     return flat
 
 
 def save_train_state(directory: str | Path, model, optimizer, scheduler, progress: dict[str, Any], rank: int,
-                     llm_dtype: str = "float32") -> None:
+                     llm_dtype: str = "float32", weights_file: str = LLM_WEIGHTS) -> None:
     """Write this rank's part of a checkpoint into `directory` (every rank must call it: it is a collective).
 
     state/      model + optimizer via torch.distributed.checkpoint (each rank writes its shards; replicated DDP
                 tensors are written once) - the directories of all ranks together form the checkpoint
     rng-<r>.pt  this rank's torch RNG state
-    rank 0 only: scheduler.pt, progress.json (step, history, data fingerprint, world size), llm.safetensors (the full
-                LLM in the source checkpoint's dtype, what the driver merges)
+    rank 0 only: scheduler.pt, progress.json (step, history, data fingerprint, world size), `weights_file` (the
+                trained tensors in the source checkpoint's dtype, what the driver merges: the LLM, or the whole model)
     """
     import torch
     import torch.distributed.checkpoint as dcp
@@ -238,7 +151,7 @@ def save_train_state(directory: str | Path, model, optimizer, scheduler, progres
     if rank == 0:
         torch.save(scheduler.state_dict(), d / SCHEDULER)
         (d / PROGRESS).write_text(json.dumps(progress, default=float) + "\n")
-        save_text_weights(full, d / LLM_WEIGHTS, llm_dtype)
+        save_text_weights(full, d / weights_file, llm_dtype)
 
 
 def load_train_state(directory: str | Path, model, optimizer, scheduler, rank: int) -> dict[str, Any]:
@@ -259,8 +172,18 @@ def load_train_state(directory: str | Path, model, optimizer, scheduler, rank: i
     return json.loads((d / PROGRESS).read_text())
 
 
+def make_objective(cfg: TrainConfig, data, model_dir):
+    """The objective a worker trains: what it loads, how a micro-batch becomes a loss, how it is scored."""
+    if cfg.objective == "caption":
+        from tara_batch.train.caption import CaptionObjective
+
+        return CaptionObjective(model_dir, cfg.profile, data.frames)
+    return ContrastiveObjective(model_dir, cfg.profile, cfg.train.max_tokens, cfg.train.tau)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Ray Train worker function. config = {"cfg": TrainConfig, "data": ObjectRef[TripletData], "source_dtype": str}.
+    """Ray Train worker function. config = {"cfg": TrainConfig, "data": ObjectRef[TripletData | TaskData],
+    "source_dtype": str}.
 
     Returns (rank 0's is `Result.return_value`) the run summary: history, before/after evaluations, throughput,
     peak RSS per worker.
@@ -271,12 +194,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tara_batch.models.checkpoint import resolve_checkpoint
-    from tara_batch.train.loss import info_nce
-    from tara_batch.train.model import load_text_model, load_tokenizer
 
     t_start = time.perf_counter()
     cfg: TrainConfig = config["cfg"]
-    data: TripletData = ray.get(config["data"]) if isinstance(config["data"], ray.ObjectRef) else config["data"]
+    data = ray.get(config["data"]) if isinstance(config["data"], ray.ObjectRef) else config["data"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.scaling.torch_threads)
@@ -286,19 +207,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     bf16 = cfg.model.precision == "bf16" or (cfg.model.precision == "auto" and on_gpu)
     fsdp = cfg.scaling.strategy == "fsdp" and world > 1
     autocast_bf16 = bf16 and not fsdp  # FSDP2 casts parameters itself (MixedPrecisionPolicy)
-    opt, prof = cfg.train, cfg.profile
+    opt = cfg.train
 
-    # 1. model (LLM only) + wrapping
+    # 1. model (the LLM only, or the whole model for the caption objective) + wrapping
     model_dir = resolve_checkpoint(cfg.model.path, cfg.s3.options())
-    # Read in the checkpoint's dtype (bf16 for 7B: ~15 GB of host RAM per worker, not 30), then float32 master
-    # weights directly on the worker's device.
-    model = load_text_model(model_dir, dtype=getattr(torch, config.get("source_dtype", "float32")), device="cpu",
-                            gradient_checkpointing=cfg.model.gradient_checkpointing)
-    model = model.to(device=device, dtype=torch.float32)
-    tokenizer = load_tokenizer(model_dir)
+    objective = make_objective(cfg, data, model_dir)
+    model = objective.load(getattr(torch, config.get("source_dtype", "float32")), device,
+                           cfg.model.gradient_checkpointing)
     model.train()
     wrapped = wrap_model(model, cfg.scaling.strategy, world, bf16=bf16,
-                         reshard_after_forward=cfg.scaling.fsdp_reshard_after_forward, device=device)
+                         reshard_after_forward=cfg.scaling.fsdp_reshard_after_forward, device=device,
+                         layers=objective.fsdp_layers(model))
 
     # 2. optimizer, schedule, resume
     sched = Schedule(len(data.train), opt.micro_batch, world, opt.grad_accum, opt.epochs)
@@ -327,15 +246,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         log.info("rank %d resumed at step %d of %d", rank, progress["step"], total)
 
     def run_eval(step: int) -> dict[str, dict[str, float]]:
-        ev = evaluate(wrapped, tokenizer, prof, data.val, source_names, rank=rank, world=world,
-                      batch_size=cfg.validation.batch_size, max_tokens=opt.max_tokens, device=device,
-                      autocast_bf16=autocast_bf16)
+        ev = objective.evaluate(wrapped, data.val, source_names, rank=rank, world=world,
+                                batch_size=cfg.validation.batch_size, device=device, autocast_bf16=autocast_bf16)
         progress["last_eval"] = {"step": step, **({"eval": ev} if ev else {})}
         return ev
 
     def save_and_report(metrics: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory(prefix="tara-ckpt-") as tmp:
-            save_train_state(tmp, wrapped, optimizer, scheduler, progress, rank, config.get("source_dtype", "float32"))
+            save_train_state(tmp, wrapped, optimizer, scheduler, progress, rank, config.get("source_dtype", "float32"),
+                             weights_file=objective.weights_file)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     # 3. held-out evaluation before any update
@@ -357,8 +276,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             sub = data.train.take(rows)
             last = k == len(micro) - 1
             with no_sync(wrapped, enabled=not last):
-                a, p, n, ntok = forward_triplets(wrapped, tokenizer, prof, sub, opt.max_tokens, device, autocast_bf16)
-                loss = info_nce(a, p, n, tau=opt.tau) / opt.grad_accum
+                loss, ntok = objective.micro_step(wrapped, sub, device, autocast_bf16)
+                loss = loss / opt.grad_accum
                 loss.backward()
             loss_sum += float(loss.detach())
             tokens += ntok
@@ -369,7 +288,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        stats = _all_reduce_sum(torch.tensor([loss_sum, float(tokens)], dtype=torch.float64))
+        stats = all_reduce_sum(torch.tensor([loss_sum, float(tokens)], dtype=torch.float64))
         dt = time.perf_counter() - t0
         progress["step"] = step = step + 1
         progress["epoch"] = step / sched.steps_per_epoch
@@ -386,7 +305,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             metrics.update(_flat_eval(run_eval(step)))
         elif progress["last_eval"] and progress["last_eval"].get("eval"):
             metrics[SCORE] = progress["last_eval"]["eval"]["all"]["accuracy"]  # for checkpoint scoring
-        rss = _all_gather_floats([_peak_rss_mb()], world)
+        rss = all_gather_floats([_peak_rss_mb()], world)
         metrics.update({f"peak_rss_mb/rank{r}": v[0] for r, v in enumerate(rss)})
         if window_steps:
             metrics["steps_per_s"] = window_steps / window_t
@@ -402,7 +321,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             log.info("step %d/%d loss %.4f lr %.2e%s", step, total, metrics["loss"], metrics["lr"],
                      f" {SCORE} {metrics[SCORE]:.3f}" if SCORE in metrics else "")
 
-    rss = _all_gather_floats([_peak_rss_mb()], world)
+    rss = all_gather_floats([_peak_rss_mb()], world)
     after = (progress["last_eval"] or {}).get("eval") if progress["step"] == total else None
     return {
         "step": progress["step"],

@@ -64,6 +64,7 @@ class DecordSampler:
         max_source_pixels: int | None = None,
         precheck: bool = True,
         max_bytes: int | None = DECORD_MAX_BYTES,
+        allow_stills: bool = False,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -74,7 +75,7 @@ class DecordSampler:
         self.max_source_pixels = max_source_pixels
         self.precheck = precheck
         self.max_bytes = max_bytes
-        self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels)
+        self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels, allow_stills=allow_stills)
         self._trimmer = HeapTrimmer()
 
     def pyav_reason(self, probe: VideoProbe, size: int = 0) -> str | None:
@@ -90,14 +91,14 @@ class DecordSampler:
         return None
 
     def sample(self, data: bytes, num_frames: int, max_pixels: int,
-               segments: tuple[float, float] | None = None) -> DecodedVideo:
+               segments: tuple[float, float] | None = None, windows: tuple[int, int] | None = None) -> DecodedVideo:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         probe = probe_video(data, self.max_source_pixels, precheck=self.precheck)
         reason = self.pyav_reason(probe, len(data))
         if reason is not None:
             logger.debug("decoding with PyAV, not decord: %s", reason)
-            return self._pyav.sample(data, num_frames, max_pixels, segments)
+            return self._pyav.sample(data, num_frames, max_pixels, segments, windows)
         shaper = FrameShaper(max_pixels)
         self._trimmer.before()
         try:
@@ -105,9 +106,9 @@ class DecordSampler:
             total = len(reader)
             if total == 0:
                 raise DecodeError("corrupt", "video stream has no frames")
-            groups, windows = plan_frames(total, probe.fps, num_frames, segments)
-            frames_at = {i: shaper(reader.get_batch([i]).asnumpy()[0], 0)
-                         for i in np.unique(np.concatenate(groups)).tolist()}
+            plan = plan_frames(total, probe.fps, num_frames, segments, windows)
+            wanted = np.unique(np.concatenate(plan.groups)).tolist() if plan.groups else []
+            frames_at = {i: shaper(reader.get_batch([i]).asnumpy()[0], 0) for i in wanted}
             del reader
         except DecodeError:
             raise
@@ -119,4 +120,4 @@ class DecordSampler:
             raise DecodeError("corrupt", message) from error
         finally:
             self._trimmer.after()  # decord's threads fragment the heap: see HeapTrimmer
-        return assemble_video(frames_at, groups, windows, total, probe.fps, probe.duration)
+        return assemble_video(frames_at, plan, total, probe.fps, probe.duration)

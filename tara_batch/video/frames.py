@@ -24,14 +24,14 @@ SAMPLERS = ("pyav", "decord")
 
 # Machine-readable failure classes; they land in the failures table, so keep them short and stable.
 DECODE_ERROR_KINDS = ("empty", "no_video_stream", "corrupt", "unsupported_codec", "too_large", "decoder_crash",
-                      "no_frame_rate")
+                      "no_frame_rate", "not_a_video")
 
 
 class DecodeError(Exception):
     """Bad input video. `.kind` is a short machine-readable class: one of
     'empty' (zero bytes), 'no_video_stream' (e.g. audio-only), 'corrupt' (truncated/garbage/undecodable),
     'unsupported_codec', 'too_large' (over a limit), 'decoder_crash' (reserved for crash containment),
-    'no_frame_rate' (segment mode needs one to place windows in seconds)."""
+    'no_frame_rate' (segment mode needs one to place windows in seconds), 'not_a_video' (a still image: input.stills)."""
 
     def __init__(self, kind: str, message: str) -> None:
         if kind not in DECODE_ERROR_KINDS:
@@ -56,6 +56,10 @@ class DecodedVideo:
     # owns `window_frames[w]` consecutive frames of `frames` (windows in time order). None for whole-video sampling.
     windows: np.ndarray | None = None  # float64 [W, 2]
     window_frames: np.ndarray | None = None  # int64 [W]
+    # A call for a range of windows (`windows=(first, stop)`) returns those only: `windows[0]` is window
+    # `window_offset` of the video's `window_total`.
+    window_offset: int = 0
+    window_total: int = 0
 
     def split(self) -> list[np.ndarray]:
         """Frames per window (segment mode) or [frames] (whole video)."""
@@ -68,8 +72,8 @@ class DecodedVideo:
 class FrameSampler(Protocol):
     name: str
 
-    def sample(self, data: bytes, num_frames: int, max_pixels: int,
-               segments: tuple[float, float] | None = None) -> DecodedVideo: ...
+    def sample(self, data: bytes, num_frames: int, max_pixels: int, segments: tuple[float, float] | None = None,
+               windows: tuple[int, int] | None = None) -> DecodedVideo: ...
 
 
 def sample_indices(num_total: int, num_wanted: int) -> np.ndarray:
@@ -110,45 +114,60 @@ def segment_windows(duration: float, length: float, stride: float) -> np.ndarray
     return np.stack([starts, np.minimum(starts + length, duration)], axis=1)
 
 
-# Segment mode holds every window's frames of one video at once (windows x num_frames small frames). Past this many
-# windows a video fails as `too_large` instead of exhausting the actor's memory: 256 windows x 8 frames at the
-# profile's 460,800-pixel cap is ~2.8 GB; a 2-hour video needs a stride of >= 30 s to fit.
+# One call holds the frames of the windows it returns (windows x num_frames small frames). A call for all windows of a
+# video (no `windows` range) past this many fails as `too_large` instead of exhausting memory (256 windows x 8 frames
+# at the 460,800-pixel cap is ~2.8 GB); the embed job asks for ranges of `decode.window_chunk` windows, so any length
+# of video streams through in bounded memory.
 MAX_WINDOWS = 256
 
 
-def plan_frames(total: int, fps: float, num_frames: int,
-                segments: tuple[float, float] | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+@dataclass(frozen=True)
+class FramePlan:
+    groups: list[np.ndarray]  # source frame indices per returned window (one group = the whole video)
+    windows: np.ndarray | None  # float64 [W, 2] seconds of the returned windows; None without segments
+    offset: int = 0  # index of the first returned window
+    total: int = 0  # windows of the whole video
+
+
+def plan_frames(total: int, fps: float, num_frames: int, segments: tuple[float, float] | None,
+                windows: tuple[int, int] | None = None) -> FramePlan:
     """Source frame indices to sample, one array per window (a single window = the whole video without segments).
 
     Segment mode places windows in seconds with frame i at time i / fps (the frame-index timeline PyAV and decord
     both count), so a window [s, e) holds frames ceil(s * fps) .. ceil(e * fps) - 1 and is sampled with TARA's
-    uniform rule inside it, exactly as a clip cut at those frames would be."""
+    uniform rule inside it, exactly as a clip cut at those frames would be. `windows=(first, stop)` plans only those
+    windows (clipped to the video's): the embed job streams a long video through a range at a time."""
     if segments is None:
-        return [sample_indices(total, num_frames)], None
+        return FramePlan([sample_indices(total, num_frames)], None, 0, 1)
     if not (fps > 0 and math.isfinite(fps)):
         raise DecodeError("no_frame_rate", "segment mode needs the stream's frame rate, and this video has none")
-    windows = segment_windows(total / fps, *segments)
-    if len(windows) > MAX_WINDOWS:
-        raise DecodeError("too_large", f"{len(windows)} windows of {segments[0]:g} s every {segments[1]:g} s over "
-                          f"{total / fps:.0f} s: more than {MAX_WINDOWS} (all are held in memory at once); use a "
-                          "longer decode.segment_stride_s for videos this long")
+    every = segment_windows(total / fps, *segments)
+    first, stop = (0, len(every)) if windows is None else (max(0, windows[0]), min(len(every), windows[1]))
+    if windows is None and len(every) > MAX_WINDOWS:
+        raise DecodeError("too_large", f"{len(every)} windows of {segments[0]:g} s every {segments[1]:g} s over "
+                          f"{total / fps:.0f} s in one call: more than {MAX_WINDOWS}; ask for a range "
+                          "(windows=(first, stop)), as the embed job does")
     groups = []
-    for start, end in windows:
-        first = min(total - 1, math.ceil(start * fps - 1e-6))
-        stop = max(first + 1, min(total, math.ceil(end * fps - 1e-6)))
-        groups.append(first + sample_indices(stop - first, num_frames))
-    return groups, windows
+    for start, end in every[first:stop]:
+        lo = min(total - 1, math.ceil(start * fps - 1e-6))
+        hi = max(lo + 1, min(total, math.ceil(end * fps - 1e-6)))
+        groups.append(lo + sample_indices(hi - lo, num_frames))
+    return FramePlan(groups, every[first:stop], first, len(every))
 
 
-def assemble_video(frames_at: dict[int, np.ndarray], groups: list[np.ndarray], windows: np.ndarray | None, total: int,
-              fps: float, duration: float) -> DecodedVideo:
+def assemble_video(frames_at: dict[int, np.ndarray], plan: FramePlan, total: int, fps: float,
+                   duration: float) -> DecodedVideo:
     # Overlapping windows share source frames: each is decoded once and copied into every window that uses it.
-    indices = np.concatenate(groups)
+    if not plan.groups:  # a range past the last window
+        empty = np.zeros((0, 1, 1, 3), np.uint8)
+        return DecodedVideo(empty, np.zeros(0, np.int64), total, fps, duration, np.zeros((0, 2)),
+                            np.zeros(0, np.int64), plan.offset, plan.total)
+    indices = np.concatenate(plan.groups)
     frames = _stack([frames_at[int(i)] for i in indices])
-    if windows is None:
-        return DecodedVideo(frames, indices, total, fps, duration)
-    counts = np.array([len(g) for g in groups], dtype=np.int64)
-    return DecodedVideo(frames, indices, total, fps, duration, windows, counts)
+    if plan.windows is None:
+        return DecodedVideo(frames, indices, total, fps, duration, window_total=1)
+    counts = np.array([len(g) for g in plan.groups], dtype=np.int64)
+    return DecodedVideo(frames, indices, total, fps, duration, plan.windows, counts, plan.offset, plan.total)
 
 
 def fit_max_pixels(height: int, width: int, max_pixels: int) -> tuple[int, int]:

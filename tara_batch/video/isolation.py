@@ -69,8 +69,9 @@ logger = logging.getLogger(__name__)
 TEST_HOOKS_ENV = "TARA_BATCH_TEST_HOOKS"
 CRASH_TEST_SAMPLER = "crash-test"
 
-# num_frames, max_pixels, segment length and stride in seconds (0 = whole video), payload bytes; then the payload
-_REQUEST = struct.Struct("!QQddQ")
+# num_frames, max_pixels, segment length and stride in seconds (0 = whole video), first and stop window (stop 0 = all
+# windows), payload bytes; then the payload
+_REQUEST = struct.Struct("!QQddQQQ")
 _REPLY = struct.Struct("!BQ")  # status, pickle bytes; then the pickle
 _READY, _OK, _ERROR = 1, 2, 3
 _START_TIMEOUT_S = 120.0  # importing PyAV/decord on a cold, busy node can take a while
@@ -134,7 +135,7 @@ class IsolatedSampler:
         return child.process.pid if child is not None else None
 
     def sample(self, data: bytes, num_frames: int, max_pixels: int,
-               segments: tuple[float, float] | None = None) -> DecodedVideo:
+               segments: tuple[float, float] | None = None, windows: tuple[int, int] | None = None) -> DecodedVideo:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if segments is not None and not (segments[0] > 0 and segments[1] > 0):
@@ -154,7 +155,7 @@ class IsolatedSampler:
                 self._start()
             child = self._slot.child
             assert child is not None
-            status, payload = child.request(data, num_frames, max_pixels, segments, self.timeout_s)
+            status, payload = child.request(data, num_frames, max_pixels, segments, windows, self.timeout_s)
             if status == _OK:
                 return pickle.loads(payload)
             if status == _ERROR:
@@ -264,13 +265,14 @@ class _Child:
         return child
 
     def request(self, data: bytes, num_frames: int, max_pixels: int, segments: tuple[float, float] | None,
-                timeout_s: float) -> tuple[Any, bytes]:
+                windows: tuple[int, int] | None, timeout_s: float) -> tuple[Any, bytes]:
         """(status, payload): _OK/_ERROR with a pickle, or 'died'/'timeout' with b''."""
         deadline = time.monotonic() + timeout_s
         length, stride = segments if segments is not None else (0.0, 0.0)
+        first, stop = (max(0, windows[0]), max(windows[0] + 1, windows[1])) if windows is not None else (0, 0)
         try:
             self.sock.settimeout(timeout_s)
-            self.sock.sendall(_REQUEST.pack(num_frames, max_pixels, length, stride, len(data)))
+            self.sock.sendall(_REQUEST.pack(num_frames, max_pixels, length, stride, first, stop, len(data)))
             if len(data):
                 self.sock.sendall(memoryview(data))
         except TimeoutError:
@@ -343,13 +345,13 @@ class CrashTestSampler:
 
     name = CRASH_TEST_SAMPLER
 
-    def __init__(self, threads: int = 1, *, max_source_pixels: int | None = None) -> None:
+    def __init__(self, threads: int = 1, *, max_source_pixels: int | None = None, allow_stills: bool = False) -> None:
         if os.environ.get(TEST_HOOKS_ENV) != "1":
             raise RuntimeError(f"{CRASH_TEST_SAMPLER} needs {TEST_HOOKS_ENV}=1")
-        self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels)
+        self._pyav = PyAVSampler(threads, max_source_pixels=max_source_pixels, allow_stills=allow_stills)
 
     def sample(self, data: bytes, num_frames: int, max_pixels: int,
-               segments: tuple[float, float] | None = None) -> DecodedVideo:
+               segments: tuple[float, float] | None = None, windows: tuple[int, int] | None = None) -> DecodedVideo:
         if data.startswith(b"CRASH:"):
             how = bytes(data[6:12]).split(b"\n")[0].strip()
             if how == b"SEGV":
@@ -369,7 +371,7 @@ class CrashTestSampler:
 
                 empty = np.zeros((0, 1, 1, 3), np.uint8)
                 return DecodedVideo(empty, np.zeros(0, np.int64), 0, float(os.getpid()), float(os.getppid()))
-        return self._pyav.sample(data, num_frames, max_pixels, segments)
+        return self._pyav.sample(data, num_frames, max_pixels, segments, windows)
 
 
 def _make_inner(spec: Mapping[str, Any]) -> Any:
@@ -412,13 +414,14 @@ def _child_main(fd: int, spec_json: str) -> None:
             header = None
         if header is None:
             return  # the parent closed its end or died
-        num_frames, max_pixels, length, stride, size = _REQUEST.unpack(header)
+        num_frames, max_pixels, length, stride, first, stop, size = _REQUEST.unpack(header)
         data = _recv_exact(sock, size) if size else b""
         if data is None:
             return
         trimmer.before()
         try:
-            result = sampler.sample(data, num_frames, max_pixels, (length, stride) if length > 0 else None)
+            result = sampler.sample(data, num_frames, max_pixels, (length, stride) if length > 0 else None,
+                                    (first, stop) if stop > 0 else None)
             status, reply = _OK, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             del result
         except BaseException as error:  # every exception goes back to the caller, who decides

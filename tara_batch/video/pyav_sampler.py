@@ -259,6 +259,24 @@ class _SeekingCursor:
         raise DecodeError("corrupt", f"stream ended before frame {index} (pts {target})")
 
 
+# Codecs of single pictures: a file holding one frame of these (a PNG or JPEG renamed .mp4) is a still, not a video.
+STILL_CODECS = frozenset({"png", "apng", "mjpeg", "jpeg2000", "jpegls", "webp", "bmp", "tiff", "gif", "qoi", "ppm",
+                          "pgm", "pbm", "pam", "targa", "dds", "exr", "hdr", "sgi", "xbm", "xpm"})
+
+
+def is_still_image(container: Any, stream: Any) -> bool:
+    """A picture format or an image demuxer (`image2`, `png_pipe`, ...): with one frame, a still."""
+    fmt = container.format.name or ""
+    return stream.codec.canonical_name in STILL_CODECS or fmt == "image2" or fmt.endswith("_pipe")
+
+
+def _fingerprint(data: bytes) -> bytes:
+    """Identifies the bytes of one video between calls (size + head + tail): cheap on a 2 GB file."""
+    import hashlib
+
+    return hashlib.sha1(len(data).to_bytes(8, "little") + data[:1 << 16] + data[-(1 << 16):]).digest()
+
+
 class PyAVSampler:
     """Default backend: PyAV with exact keyframe seeks, one decoder thread by default.
 
@@ -271,25 +289,30 @@ class PyAVSampler:
 
     name = "pyav"
 
-    def __init__(self, threads: int = 1, *, max_source_pixels: int | None = None) -> None:
+    def __init__(self, threads: int = 1, *, max_source_pixels: int | None = None, allow_stills: bool = False) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
         self.max_source_pixels = max_source_pixels
+        self.allow_stills = allow_stills
+        # The packet table of the last video: a long video sampled one range of windows at a time (the embed job's
+        # segment streaming) is scanned once, not once per range.
+        self._table_key: bytes | None = None
+        self._table: _PacketTable | None = None
 
     def sample(self, data: bytes, num_frames: int, max_pixels: int,
-               segments: tuple[float, float] | None = None) -> DecodedVideo:
+               segments: tuple[float, float] | None = None, windows: tuple[int, int] | None = None) -> DecodedVideo:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         shaper = FrameShaper(max_pixels)
         try:
             try:
-                return self._sample_seeking(data, num_frames, shaper, segments)
+                return self._sample_seeking(data, num_frames, shaper, segments, windows)
             except _NeedSequential as reason:
                 # str(): a log handler that keeps records (pytest, memory handlers) must not keep the traceback,
                 # whose frames hold the input bytes.
                 logger.info("frame timestamps unusable (%s); decoding sequentially", str(reason))
-                return self._sample_sequential(data, num_frames, FrameShaper(max_pixels), segments)
+                return self._sample_sequential(data, num_frames, FrameShaper(max_pixels), segments, windows)
         except DecodeError:
             raise
         except av.error.FFmpegError as error:
@@ -298,31 +321,47 @@ class PyAVSampler:
             # PyAV surfaces some demux/decoder failures as plain Python errors; they are input problems here.
             raise DecodeError("corrupt", f"{type(error).__name__}: {error}") from error
 
+    def _packets(self, data: bytes, container: Any, stream: Any) -> _PacketTable:
+        key = _fingerprint(data)
+        if key != self._table_key or self._table is None:
+            self._table_key, self._table = None, None
+            self._table = scan_packets(container, stream)
+            self._table_key = key
+        return self._table
+
+    def _check_still(self, container: Any, stream: Any, total: int) -> None:
+        if not self.allow_stills and total <= 1 and is_still_image(container, stream):
+            raise DecodeError("not_a_video", f"a still image ({stream.codec.canonical_name} in "
+                              f"{container.format.name}), not a video; input.stills=embed embeds stills as "
+                              "one-frame videos")
+
     def _sample_seeking(self, data: bytes, num_frames: int, shaper: FrameShaper,
-                        segments: tuple[float, float] | None) -> DecodedVideo:
+                        segments: tuple[float, float] | None, windows: tuple[int, int] | None) -> DecodedVideo:
         with _open_container(data) as container:
             stream = _video_stream(container, self.max_source_pixels)
             _check_index_within_data(stream, len(data))
             fps, duration = _stream_fps_duration(container, stream)
-            table = scan_packets(container, stream)
+            table = self._packets(data, container, stream)
             total = len(table.display_pts)
             if total == 0:
                 raise DecodeError("corrupt", "video stream has no frames")
-            groups, windows = plan_frames(total, fps, num_frames, segments)
+            self._check_still(container, stream, total)
+            plan = plan_frames(total, fps, num_frames, segments, windows)
             _configure_threads(stream, self.threads)
             cursor = _SeekingCursor(container, stream, table)
             try:
                 frames_at = {}
-                for index in np.unique(np.concatenate(groups)).tolist():  # increasing: the cursor decodes forward
+                wanted = np.unique(np.concatenate(plan.groups)).tolist() if plan.groups else []
+                for index in wanted:  # increasing: the cursor decodes forward
                     frame = cursor.frame_at(index)
                     frames_at[index] = shaper(frame.to_ndarray(format="rgb24"),
                                               rotation_to_quarter_turns(frame.rotation))
-                return assemble_video(frames_at, groups, windows, total, fps, duration)
+                return assemble_video(frames_at, plan, total, fps, duration)
             finally:
                 cursor.close()
 
     def _sample_sequential(self, data: bytes, num_frames: int, shaper: FrameShaper,
-                           segments: tuple[float, float] | None) -> DecodedVideo:
+                           segments: tuple[float, float] | None, windows: tuple[int, int] | None) -> DecodedVideo:
         # Pass 1 counts frames by decoding (no RGB conversion); pass 2 keeps the wanted ones. Only for files whose
         # packets carry no usable timestamps, where neither seeking nor a packet count can be trusted.
         with _open_container(data) as container:
@@ -333,9 +372,10 @@ class PyAVSampler:
             raise DecodeError("corrupt", "video stream has no decodable frames")
         with _open_container(data) as container:
             stream = _video_stream(container, self.max_source_pixels)
+            self._check_still(container, stream, total)
             fps, duration = _stream_fps_duration(container, stream)
-            groups, windows = plan_frames(total, fps, num_frames, segments)
-            wanted = set(np.concatenate(groups).tolist())
+            plan = plan_frames(total, fps, num_frames, segments, windows)
+            wanted = set(np.concatenate(plan.groups).tolist()) if plan.groups else set()
             _configure_threads(stream, self.threads)
             frames_at = {}
             for position, frame in enumerate(container.decode(stream)):
@@ -346,7 +386,7 @@ class PyAVSampler:
                         break
         if len(frames_at) != len(wanted):
             raise DecodeError("corrupt", f"second decode pass produced {len(frames_at)} of {len(wanted)} frames")
-        return assemble_video(frames_at, groups, windows, total, fps, duration)
+        return assemble_video(frames_at, plan, total, fps, duration)
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,20 @@ def test_lint_catches_a_bad_dockerfile(tmp_path, monkeypatch):
     report = check.Report()
     check.lint_dockerfiles(report)
     assert any("DL3007" in p for p in report.problems) and any("DL3013" in p for p in report.problems)
+
+
+def test_rayservice_is_checked(rendered):
+    (svc,) = _kind(rendered["prod"], "RayService")
+    assert "tara_batch.serve.ray_app:build_app" in svc["spec"]["serveConfigV2"]
+    objs = copy.deepcopy(rendered["prod"])
+    s = _kind(objs, "RayService")[0]
+    s["spec"]["serveConfigV2"] = s["spec"]["serveConfigV2"].replace("embedder_num_gpus: 1", "embedder_gpus: 1")
+    assert any("args" in p and "embedder_gpus" in p for p in _problems(objs)), _problems(objs)
+    s["spec"]["serveConfigV2"] = s["spec"]["serveConfigV2"].replace("ray_app:build_app", "ray_app:build_it")
+    assert any("does not resolve" in p for p in _problems(objs))
+    objs = copy.deepcopy(rendered["prod"])
+    _kind(objs, "RayService")[0]["spec"]["rayClusterConfig"]["rayVersion"] = "2.51.0"
+    assert any("rayClusterConfig" in p and "rayVersion" in p for p in _problems(objs))
+    objs = copy.deepcopy(rendered["prod"])
+    _kind(objs, "RayService")[0]["spec"]["serveConfigv2"] = "x"  # a misspelled field: strict schema rejects it
+    assert any("serveConfigv2" in p for p in _problems(objs))

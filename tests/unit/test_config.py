@@ -89,3 +89,13 @@ def test_float_fields_accept_yaml_exponent_strings():
     assert build(FailuresConfig, {"max_rate": "5e-1"}).max_rate == 0.5
     with pytest.raises(ConfigError, match="number"):
         build(FailuresConfig, {"max_rate": "half"})
+
+
+def test_toyworld_yaml_is_the_recipe_default():
+    import dataclasses
+    from pathlib import Path
+
+    from tara_batch.toyworld.recipe import RecipeConfig
+
+    path = Path(__file__).resolve().parents[2] / "ray_jobs" / "toyworld.yaml"
+    assert dataclasses.asdict(load_config(RecipeConfig, path)) == dataclasses.asdict(RecipeConfig())

@@ -22,6 +22,8 @@ LAYERS: dict[str, int] = {
     "cluster": 4,
     "embed": 5, "search": 5, "train": 5,
     "eval": 6,
+    "toyworld": 7,
+    "serve": 7,
     "cli": 9,
 }
 

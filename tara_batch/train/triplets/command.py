@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--keep-duplicates", action="store_true", help="temporal: keep repeated sentences")
     g.add_argument("--paraphrase-model", help="temporal: positives paraphrased by this checkpoint via vLLM")
     g.add_argument("--paraphrase-prompt", default=DEFAULT_PARAPHRASE_PROMPT, help="prompt with {sentence}")
+    g.add_argument("--positive-column", help="temporal: a column of the input holding each sentence's positive "
+                                             "(e.g. another caption of the same clip); empty cells fall back")
     g.add_argument("--first-column", help="order: column with event A (with --second-column)")
     g.add_argument("--second-column", help="order: column with event B, which happens after A")
     g.add_argument("--group-column", help="order without --first-column: pair consecutive rows within a group")
@@ -104,7 +106,19 @@ def _run_kind(args: argparse.Namespace) -> tuple[list[Triplet], dict[str, Any]]:
         if args.ego4d_subject and not args.keep_ego4d_markers:
             texts = [clean_narration(t, args.ego4d_subject) for t in texts]
         paraphrase = None
-        if args.paraphrase_model:
+        if args.positive_column:
+            if args.demo or args.paraphrase_model:
+                raise ConfigError("make-triplets.positive_column", "--positive-column reads positives from --input; "
+                                  "it cannot be combined with --demo or --paraphrase-model")
+            table = read_table(_need_input(args))
+            if table and args.positive_column not in table[0]:
+                raise InputError(f"{args.input} has no column {args.positive_column!r} (columns: {list(table[0])})")
+            given = {clean_text(r.get(args.text_column or "text")): clean_text(r.get(args.positive_column))
+                     for r in table}
+
+            def paraphrase(anchors):  # the given positive of each anchor ("" falls back to the corpus/light rules)
+                return [given.get(a, "") for a in anchors]
+        elif args.paraphrase_model:
             paraphrase = partial(rewrite_with_llm, model_dir=args.paraphrase_model,
                                  prompt_template=args.paraphrase_prompt, seed=args.seed)
         rows, stats = make_temporal_triplets(texts, paraphrase, seed=args.seed,

@@ -70,7 +70,8 @@ def test_segment_rows_vectors_and_resume(ray_session, long_videos, tiny_model_di
     assert cli(["failures", "--table", str(table)]) == 0
     assert "broken.mp4" in capsys.readouterr().out
 
-    # a kill between two commits of one video's windows: only window 0 of long_0 survives
+    # a kill between two commits of one video's windows: only window 0 of long_0 survives, and the rerun starts
+    # at window 1 (a two-hour video is not redone from the start)
     session = SearchSession.open(str(table), load_model=False)
     long0 = str(long_videos / "long_0.mp4")
     session.table.delete(f"{S.URI} = '{long0}' AND {S.SEGMENT_INDEX} > 0")
@@ -78,7 +79,8 @@ def test_segment_rows_vectors_and_resume(ray_session, long_videos, tiny_model_di
     capsys.readouterr()
     assert _embed(long_videos, table, tiny_model_dir) == 0
     out = capsys.readouterr().out
-    assert "embedded 1 (4 windows)" in out and "1 windows of partly embedded videos replaced" in out
+    # resumed mid-video: window 0 kept, windows 1-3 embedded, nothing replaced
+    assert "embedded 1 (3 windows)" in out and "1 videos resumed mid-video" in out and "replaced" not in out
     after = _rows(str(table))
     assert after.num_rows == 7 and len(set(after.column(S.SEGMENT_ID).to_pylist())) == 7
     for r in after.to_pylist():  # the untouched videos kept their rows; long_0's windows are back, same vectors

@@ -343,3 +343,29 @@ def test_mean_average_precision_matches_sklearn(seed):
     for chunk in (1, 5, 1024):
         assert M.mean_average_precision(q, g, rel, chunk=chunk) == pytest.approx(expected)
     assert M.mean_average_precision(q, g, mask, chunk=4) == pytest.approx(expected)
+
+
+def test_cia_chiral_accuracy_by_hand_and_naive():
+    # two triplets; text a_0 has two videos, its twin a_1 one; b_1 has no twin video (left out)
+    texts = ["a_0", "a_1", "b_1"]
+    videos = ["a_0", "a_0", "a_1", "b_1"]
+    t = np.eye(4, dtype=np.float32)[:3]
+    v = np.array([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.8, 0.6, 0, 0], [0, 0, 1, 0]], np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    got = M.cia_chiral_accuracy(t, v, texts, videos)
+    # a_0: own scores 1.0 and 0.707 vs opposite 0.8 -> 1 of 2; a_1: own 0.6 vs 0 and 0.707 -> 1 of 2
+    assert got == {"accuracy": 50.0, "queries": 2}
+    rng = np.random.default_rng(0)
+    tid = [f"{i}_{j}" for i in range(6) for j in (0, 1)]
+    vid = [x for x in tid for _ in range(int(rng.integers(1, 4)))]
+    te, ve = rng.normal(size=(len(tid), 8)), rng.normal(size=(len(vid), 8))
+    te /= np.linalg.norm(te, axis=1, keepdims=True)
+    ve /= np.linalg.norm(ve, axis=1, keepdims=True)
+    naive = []
+    for q, x in enumerate(tid):
+        opp = x[:-1] + str(1 - int(x[-1]))
+        own = [g for g, y in enumerate(vid) if y == x]
+        other = [g for g, y in enumerate(vid) if y == opp]
+        pairs = [(float(te[q] @ ve[a]), float(te[q] @ ve[b])) for a in own for b in other]
+        naive.append(sum(1.0 if s > o else 0.5 if s == o else 0.0 for s, o in pairs) / len(pairs))
+    assert M.cia_chiral_accuracy(te, ve, tid, vid)["accuracy"] == pytest.approx(100 * np.mean(naive))

@@ -103,10 +103,11 @@ def test_ann_index_on_request(tmp_path):
     vecs = _unit(600, seed=3)
     w.write_rows(_rows([f"id{i}" for i in range(600)], vecs))
     assert not has_index(w.table)
-    desc = build_index(w.table)
-    assert "IVF_PQ" in desc and has_index(w.table)
-    hits = sum(search(w.table, vecs[i], 1).column(S.VIDEO_ID)[0].as_py() == f"id{i}" for i in range(0, 600, 30))
-    assert hits >= 18  # ANN with refine: near-perfect self-retrieval on 20 probes
+    for kind in ("IVF_HNSW_SQ", "IVF_PQ"):  # the default, and the small one
+        desc = build_index(w.table, **({} if kind == "IVF_HNSW_SQ" else {"index_type": kind}))
+        assert kind in desc and has_index(w.table)
+        hits = sum(search(w.table, vecs[i], 1).column(S.VIDEO_ID)[0].as_py() == f"id{i}" for i in range(0, 600, 30))
+        assert hits >= 18, kind  # ANN with refine: near-perfect self-retrieval on 20 probes
 
 
 def test_index_refused_on_tiny_tables(tmp_path):
@@ -123,7 +124,7 @@ def test_index_policy(tmp_path):
     w.write_rows(_rows([f"id{i}" for i in range(300)], _unit(300, seed=4)))
     assert maintain_index(w.table, mode="auto", threshold=1000, changed=True) == ""  # under threshold: brute force
     assert maintain_index(w.table, mode="never", threshold=10, changed=True) == ""
-    assert "IVF_PQ" in maintain_index(w.table, mode="auto", threshold=300, changed=True)
+    assert "IVF_HNSW_SQ" in maintain_index(w.table, mode="auto", threshold=300, changed=True)
     assert maintain_index(w.table, mode="auto", threshold=300, changed=False) == ""  # nothing new: nothing to do
     w.write_rows(_rows([f"new{i}" for i in range(20)], _unit(20, seed=5)))
     assert "updated" in maintain_index(w.table, mode="auto", threshold=300, changed=True)

@@ -60,29 +60,38 @@ def test_segment_windows_cover_the_video_with_equal_windows(seed):
 
 
 def test_plan_frames_samples_each_window_uniformly():
-    groups, windows = plan_frames(73, 10.0, 8, (4.0, 2.0))
+    plan = plan_frames(73, 10.0, 8, (4.0, 2.0))
+    groups, windows = plan.groups, plan.windows
+    assert (plan.offset, plan.total) == (0, 3)
     np.testing.assert_allclose(windows, [[0, 4], [2, 6], [3.3, 7.3]])
     np.testing.assert_array_equal(groups[0], sample_indices(40, 8))  # frames 0..39
     np.testing.assert_array_equal(groups[1], 20 + sample_indices(40, 8))  # frames 20..59
     np.testing.assert_array_equal(groups[2], 33 + sample_indices(40, 8))  # frames 33..72
-    whole, none = plan_frames(73, 10.0, 8, None)
-    assert none is None and len(whole) == 1 and np.array_equal(whole[0], sample_indices(73, 8))
+    whole = plan_frames(73, 10.0, 8, None)
+    assert whole.windows is None and len(whole.groups) == 1 and np.array_equal(whole.groups[0], sample_indices(73, 8))
     with pytest.raises(DecodeError) as err:
         plan_frames(73, float("nan"), 8, (4.0, 2.0))
     assert err.value.kind == "no_frame_rate"
-    # a 2-hour video at 4 s / 2 s windows: 3,599 windows would all be in memory at once -> too_large, not OOM
+    # a 2-hour video at 4 s / 2 s windows, all in one call: 3,599 windows in memory at once -> too_large, not OOM
     with pytest.raises(DecodeError) as err:
         plan_frames(7200 * 25, 25.0, 8, (4.0, 2.0))
-    assert err.value.kind == "too_large" and "segment_stride_s" in str(err.value)
-    groups, _ = plan_frames(7200 * 25, 25.0, 8, (4.0, 30.0))  # a 30 s stride fits
-    assert len(groups) == 241
+    assert err.value.kind == "too_large" and "windows=(first, stop)" in str(err.value)
+    # ... while ranges of it plan exactly the windows of the whole plan (what the embed job streams)
+    part = plan_frames(7200 * 25, 25.0, 8, (4.0, 2.0), windows=(1000, 1064))
+    assert (part.offset, part.total, len(part.groups)) == (1000, 3599, 64)
+    np.testing.assert_allclose(part.windows[0], [2000.0, 2004.0])
+    np.testing.assert_array_equal(part.groups[0], 50_000 + sample_indices(100, 8))
+    tail = plan_frames(7200 * 25, 25.0, 8, (4.0, 2.0), windows=(3590, 4000))
+    assert len(tail.groups) == 9 and tail.windows[-1, 1] == pytest.approx(7200.0)
+    assert plan_frames(73, 10.0, 8, (4.0, 2.0), windows=(5, 9)).groups == []
 
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
 def test_sampler_windows_are_the_planned_frames(long_video, backend):
     data = long_video.read_bytes()
     video = get_sampler(backend).sample(data, 4, 64 * 96, (2.0, 1.5))
-    groups, windows = plan_frames(73, 10.0, 4, (2.0, 1.5))
+    plan = plan_frames(73, 10.0, 4, (2.0, 1.5))
+    groups, windows = plan.groups, plan.windows
     np.testing.assert_allclose(video.windows, windows)
     assert video.window_frames.tolist() == [len(g) for g in groups]
     assert np.array_equal(video.indices, np.concatenate(groups))
@@ -94,6 +103,12 @@ def test_sampler_windows_are_the_planned_frames(long_video, backend):
     # whole-video sampling is unchanged
     plain = get_sampler(backend).sample(data, 4, 64 * 96)
     assert plain.windows is None and len(plain.split()) == 1
+    # a range of windows is that slice of the whole, and says where it sits
+    sampler = get_sampler(backend)
+    chunks = [sampler.sample(data, 4, 64 * 96, (2.0, 1.5), windows=(a, a + 3)) for a in range(0, len(windows), 3)]
+    assert [c.window_offset for c in chunks] == list(range(0, len(windows), 3))
+    assert {c.window_total for c in chunks} == {len(windows)}
+    assert [p.tobytes() for c in chunks for p in c.split()] == [p.tobytes() for p in parts]
 
 
 def test_decoders_and_isolation_agree_on_windows(long_video):
@@ -109,13 +124,27 @@ def test_decoders_and_isolation_agree_on_windows(long_video):
         np.testing.assert_allclose(other.windows, ref.windows)
 
 
+def _concat(batches) -> dict:
+    """The decode stage is a generator (a long video streams a chunk of windows at a time): join its batches."""
+    batches = list(batches)
+    return {k: np.concatenate([np.asarray(b[k]) for b in batches]) if k != S.FRAMES else
+            [f for b in batches for f in b[k]] for k in batches[0]}
+
+
+def _batch(uris, etags=None, first_window=None):
+    batch = {S.VIDEO_ID: np.array([video_id_for(u) for u in uris], dtype=object), S.URI: np.array(uris, dtype=object),
+             S.SIZE: np.arange(1, len(uris) + 1), S.ETAG: np.array(etags or ["e"] * len(uris), dtype=object)}
+    if first_window is not None:
+        batch[S.FIRST_WINDOW] = np.array(first_window, np.int64)
+    return batch
+
+
 def test_decode_stage_fans_a_video_out_into_windows(long_video, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
     uris = [str(long_video), str(bad)]
-    batch = {S.VIDEO_ID: np.array([video_id_for(u) for u in uris], dtype=object), S.URI: np.array(uris, dtype=object),
-             S.SIZE: np.array([1, 2]), S.ETAG: np.array(["a", "b"], dtype=object)}
-    out = DecodeStage(backend="pyav", num_frames=8, max_pixels=64 * 96, segments=(4.0, 2.0))(batch)
+    batch = _batch(uris)
+    out = _concat(DecodeStage(backend="pyav", num_frames=8, max_pixels=64 * 96, segments=(4.0, 2.0))(batch))
     assert out[S.STATUS].tolist() == ["ok", "ok", "ok", "failed"]
     assert out[S.URI].tolist() == [uris[0]] * 3 + [uris[1]]
     assert out[S.SEGMENT_INDEX].tolist() == [0, 1, 2, -1]
@@ -124,8 +153,31 @@ def test_decode_stage_fans_a_video_out_into_windows(long_video, tmp_path):
     np.testing.assert_allclose(out[S.SEGMENT_END][:3], [4, 6, 7.3])
     assert np.isnan(out[S.SEGMENT_START][3])
     assert [f.shape[0] for f in out[S.FRAMES]] == [8, 8, 8, 0]
-    plain = DecodeStage(backend="pyav", num_frames=8, max_pixels=64 * 96)(batch)
+    plain = _concat(DecodeStage(backend="pyav", num_frames=8, max_pixels=64 * 96)(batch))
     assert S.SEGMENT_INDEX not in plain and len(plain[S.URI]) == 2
+
+
+def test_decode_stage_streams_windows_in_bounded_chunks(long_video):
+    """window_chunk=1: every yielded batch holds at most one window, together the same windows and frames as one
+    unchunked pass, each exactly once."""
+    stage = dict(backend="pyav", num_frames=8, max_pixels=64 * 96, segments=(2.0, 1.0))
+    whole = _concat(DecodeStage(**stage, window_chunk=1000)(_batch([str(long_video)])))
+    chunks = list(DecodeStage(**stage, window_chunk=2)(_batch([str(long_video)])))
+    assert len(whole[S.URI]) == 7 and all(len(c[S.URI]) <= 2 for c in chunks) and len(chunks) == 4
+    got = _concat(chunks)
+    assert got[S.SEGMENT_INDEX].tolist() == list(range(7)) and set(got[S.SEGMENT_COUNT].tolist()) == {7}
+    for a, b in zip(got[S.FRAMES], whole[S.FRAMES], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_decode_stage_resumes_at_first_window(long_video):
+    """A video whose first windows are committed starts at `first_window`: only the rest, same frames as before."""
+    stage = dict(backend="pyav", num_frames=8, max_pixels=64 * 96, segments=(2.0, 1.0), window_chunk=3)
+    whole = _concat(DecodeStage(**stage)(_batch([str(long_video)])))
+    rest = _concat(DecodeStage(**stage)(_batch([str(long_video)], first_window=[4])))
+    assert rest[S.SEGMENT_INDEX].tolist() == [4, 5, 6]
+    for a, b in zip(rest[S.FRAMES], whole[S.FRAMES][4:], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_segment_config():
