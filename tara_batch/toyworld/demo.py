@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from tara_batch.toyworld.recipe import TOY_PROFILE, RecipeConfig
+from tara_batch.toyworld.recipe import RecipeConfig, profile_overrides
 from tara_batch.toyworld.world import Clip, World, WorldConfig, canonical_caption, make_world
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,6 @@ QUERIES = (  # held-out compositions (a test checks it), with a chiral pair firs
     ("green", "square", "shrinks"),
     ("blue", "diamond", "fills"),
 )
-
-
-def profile_overrides(profile=TOY_PROFILE) -> list[str]:
-    return [f"profile.num_frames={profile.num_frames}",
-            f"profile.duplicate_frames={str(profile.duplicate_frames).lower()}",
-            f"profile.max_pixels={profile.max_pixels}", f"profile.min_pixels={profile.min_pixels}"]
 
 
 def demo_model(root: Path, *, retrain: bool, progress: bool) -> Path:

@@ -284,14 +284,18 @@ def generative_accuracy(world: World, model_dir: Path, cfg: RecipeConfig, max_ne
     return out
 
 
+def profile_overrides(profile: ModelProfile = TOY_PROFILE) -> list[str]:
+    """The toy profile as `--set` overrides for the embed / eval jobs (their configs default to the TARA profile)."""
+    return [f"profile.num_frames={profile.num_frames}",
+            f"profile.duplicate_frames={str(profile.duplicate_frames).lower()}",
+            f"profile.max_pixels={profile.max_pixels}", f"profile.min_pixels={profile.min_pixels}"]
+
+
 def evaluate(world: World, model: Path, out: Path, cfg: RecipeConfig) -> dict[str, Any]:
     """`tara-batch eval --benchmark cia` on the held-out clips, with the toy profile."""
     from tara_batch.eval.job import request_from_args, run_eval
 
-    p = cfg.profile
-    overrides = [f"profile.num_frames={p.num_frames}", f"profile.duplicate_frames={str(p.duplicate_frames).lower()}",
-                 f"profile.max_pixels={p.max_pixels}", f"profile.min_pixels={p.min_pixels}",
-                 f"embed.torch_threads={cfg.threads}"]
+    overrides = [*profile_overrides(cfg.profile), f"embed.torch_threads={cfg.threads}"]
     req = request_from_args("cia", [str(world.root / "test_cia.csv")], str(world.root), str(model), str(out), None,
                             overrides)
     report = run_eval(req)

@@ -32,7 +32,7 @@ from tara_batch.errors import InputError
 from tara_batch.io.s3 import S3Options
 from tara_batch.models.profile import VIDEO, ModelProfile, render_user
 from tara_batch.train.config import SourceConfig, TrainDataConfig, ValidationConfig
-from tara_batch.train.dist import all_reduce_sum
+from tara_batch.train.dist import sharded_validation
 
 log = logging.getLogger(__name__)
 
@@ -257,43 +257,17 @@ class CaptionObjective:
                  device, autocast_bf16: bool) -> dict[str, dict[str, float]]:
         """Per task: exact-match accuracy of the answer under teacher forcing (every answer token the argmax) and
         the mean answer cross-entropy, over all ranks' shards (same forward count on every rank)."""
-        import math
-
-        import torch
         import torch.nn.functional as F
 
-        if not len(val):
-            return {}
-        shards = np.array_split(np.arange(len(val)), world)
-        mine = shards[rank]
-        n_batches = math.ceil(max(len(s) for s in shards) / batch_size)
-        col = {s: i for i, s in enumerate(source_names)}
-        sums = torch.zeros(len(source_names), 3, dtype=torch.float64)  # [source, (n, exact, loss sum)]
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            for b in range(n_batches):
-                rows = mine[b * batch_size:(b + 1) * batch_size]
-                real = len(rows)
-                sub = val.take(rows if real else np.array([0]))
-                inputs, labels = self.batch(sub, device)
-                logits = self._logits(model, inputs, autocast_bf16)[:, :-1].float()
-                target = labels[:, 1:]
-                answer = target != -100
-                tok_loss = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
-                exact = ((logits.argmax(-1) == target) | ~answer).all(dim=1)
-                per_row = (tok_loss * answer).sum(1) / answer.sum(1).clamp(min=1)
-                for i in range(real):
-                    k = col[sub.source[i]]
-                    sums[k] += torch.tensor([1.0, float(exact[i]), float(per_row[i])], dtype=torch.float64)
-        model.train(was_training)
-        all_reduce_sum(sums)
-        out: dict[str, dict[str, float]] = {}
-        for s, i in col.items():
-            if sums[i, 0] > 0:
-                out[s] = {"n": int(sums[i, 0]), "accuracy": float(sums[i, 1] / sums[i, 0]),
-                          "loss": float(sums[i, 2] / sums[i, 0])}
-        total = sums.sum(0)
-        out["all"] = {"n": int(total[0]), "accuracy": float(total[1] / total[0]), "loss": float(total[2] / total[0])}
-        return out
+        def score(sub: Tasks):
+            inputs, labels = self.batch(sub, device)
+            logits = self._logits(model, inputs, autocast_bf16)[:, :-1].float()
+            target = labels[:, 1:]
+            answer = target != -100
+            tok_loss = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+            exact = ((logits.argmax(-1) == target) | ~answer).all(dim=1)
+            return exact, (tok_loss * answer).sum(1) / answer.sum(1).clamp(min=1)
+
+        return sharded_validation(model, val, source_names, rank=rank, world=world, batch_size=batch_size,
+                                  score=score, metrics=("accuracy", "loss"))
 

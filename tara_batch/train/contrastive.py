@@ -8,14 +8,11 @@ one-directional InfoNCE of `loss.info_nce` over the batch gathered across worker
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-
-import numpy as np
 
 from tara_batch.models.profile import ModelProfile
 from tara_batch.train.data import Triplets
-from tara_batch.train.dist import all_reduce_sum
+from tara_batch.train.dist import sharded_validation
 
 LLM_WEIGHTS = "llm.safetensors"  # the trained LLM inside a Ray Train checkpoint (what the driver merges)
 
@@ -41,43 +38,14 @@ def evaluate(model, tokenizer, profile, val: Triplets, source_names: list[str], 
     Every rank runs the same number of forwards (FSDP needs all ranks in each forward); short shards repeat a row
     whose result is discarded.
     """
-    import torch
-
     from tara_batch.train.loss import triplet_scores
 
-    if not len(val):
-        return {}
-    shards = np.array_split(np.arange(len(val)), world)
-    mine = shards[rank]
-    n_batches = math.ceil(max(len(s) for s in shards) / batch_size)
-    col = {s: i for i, s in enumerate(source_names)}
-    sums = torch.zeros(len(source_names), 3, dtype=torch.float64)  # [source, (n, correct, margin sum)]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for b in range(n_batches):
-            rows = mine[b * batch_size:(b + 1) * batch_size]
-            real = len(rows)
-            if not real:
-                rows = np.array([0])
-            sub = val.take(rows)
-            a, p, n, _ = forward_triplets(model, tokenizer, profile, sub, max_tokens, device, autocast_bf16)
-            correct, margin = triplet_scores(a, p, n)
-            for i in range(real):
-                k = col[sub.source[i]]
-                sums[k, 0] += 1
-                sums[k, 1] += float(correct[i])
-                sums[k, 2] += float(margin[i])
-    model.train(was_training)
-    all_reduce_sum(sums)
-    out: dict[str, dict[str, float]] = {}
-    for s, i in col.items():
-        if sums[i, 0] > 0:
-            out[s] = {"n": int(sums[i, 0]), "accuracy": float(sums[i, 1] / sums[i, 0]),
-                      "margin": float(sums[i, 2] / sums[i, 0])}
-    total = sums.sum(0)
-    out["all"] = {"n": int(total[0]), "accuracy": float(total[1] / total[0]), "margin": float(total[2] / total[0])}
-    return out
+    def score(sub: Triplets):
+        a, p, n, _ = forward_triplets(model, tokenizer, profile, sub, max_tokens, device, autocast_bf16)
+        return triplet_scores(a, p, n)
+
+    return sharded_validation(model, val, source_names, rank=rank, world=world, batch_size=batch_size, score=score,
+                              metrics=("accuracy", "margin"))
 
 
 class ContrastiveObjective:
