@@ -45,7 +45,7 @@ class RunSummary:
     decode_nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> rows decoded there
     embed_nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> rows embedded there
     first_batch_seconds: float = 0.0  # from stream start to the first finished batch (actor start-up, model load)
-    steady_videos_per_second: float = 0.0  # videos after the first batch / time from first to last batch
+    steady_videos_per_second: float = 0.0  # videos embedded / (last forward's end - first forward's start)
     list_seconds: float = 0.0
     wall_seconds: float = 0.0
     videos_per_second: float = 0.0
@@ -76,8 +76,8 @@ class RunSummary:
             f"{self.preprocess_on or '-'}), mean queue before embed {self.embed_queue_seconds:.2f}s, "
             f"{self.visual_tokens} visual tokens",
             f"  throughput: {self.videos_per_second:.2f} videos/s"
-            + (f" (steady {self.steady_videos_per_second:.2f}/s after {self.first_batch_seconds:.1f}s to the first "
-               "batch)" if self.steady_videos_per_second else "")
+            + (f" (steady {self.steady_videos_per_second:.2f}/s while the model actors ran; "
+               f"{self.first_batch_seconds:.1f}s to the first batch)" if self.steady_videos_per_second else "")
             + f"; table now has {self.table_rows} rows"
             + (f"; index: {self.index_action}" if self.index_action else ""),
             f"  version {self.model_id} is {self.version_state}; live version: {self.live}"

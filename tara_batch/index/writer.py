@@ -8,6 +8,7 @@ Failures live in `<table>_failures` beside it, one record per (video, attempt).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ class VideoTableWriter:
         self.policy = policy or MaintenancePolicy()
         self.commits = 0
         self.optimized = 0  # times the writer optimized on its own (run summary)
+        self.last_maintenance_s = 0.0  # time the last write_rows spent in maintenance (benchmarks/scale.py splits it)
         self.segments = segments
         self.key = S.SEGMENT_ID if segments else S.VIDEO_ID
         self.db = connect(ref.db_uri, s3)
@@ -173,8 +175,11 @@ class VideoTableWriter:
         rows = rows.cast(self.table.schema.remove_metadata()) if rows.schema != self.table.schema else rows
         (self.table.merge_insert(self.key).when_matched_update_all().when_not_matched_insert_all().execute(rows))
         self.commits += 1
+        self.last_maintenance_s = 0.0
         if self.commits % self.CHECK_EVERY == 1:  # the first commit too: the key index exists from then on
+            t0 = time.perf_counter()
             self.maintain()
+            self.last_maintenance_s = time.perf_counter() - t0
 
     def maintain(self):
         """Key index on the merge key, and `optimize` when fragments or unindexed rows pile up (maintenance.py)."""
