@@ -190,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     policy = MaintenancePolicy(enabled=not args.no_maintenance)
     writer = VideoTableWriter(TableRef(str(db), "videos"), dim=args.dim, metadata=meta,
                               vector_dtype=args.vector_dtype, policy=policy)
+    # Queries go through a connection of their own with LanceDB's default caches, as a search process would; the
+    # writer's connection keeps its capped caches (VideoTableWriter.CACHE_MIB). Opened per use: the latest version.
+    from tara_batch.index.tables import connect
+
+    search_db = connect(str(db))
+
+    def reader():
+        return search_db.open_table(writer.ref.name)
+
     per_run = -(-args.rows // args.runs)
     commits: list[dict] = []
     growth: list[dict] = []
@@ -214,12 +223,12 @@ def main(argv: list[str] | None = None) -> int:
             writer.maintain()
             action = maintain_index(writer.table, mode="auto", threshold=50_000, changed=True)
             maintenance_s = time.perf_counter() - t0
-            flat, _ = query_latency(writer.table, queries[:20], flat=True)
+            flat, _ = query_latency(reader(), queries[:20], flat=True)
             point = {"rows": written, "run_seconds": time.perf_counter() - t_run, "maintenance_s": maintenance_s,
                      "index_action": action, "fragments": fragments(writer.table), "disk_mib": disk_mib(db),
                      "rss_mib": vm_kib("VmRSS") / 1024, "flat_query": flat}
             if has_index(writer.table):
-                point["indexed_query"], _ = query_latency(writer.table, queries[:20], flat=False)
+                point["indexed_query"], _ = query_latency(reader(), queries[:20], flat=False)
             growth.append(point)
             print(f"run {run + 1}/{args.runs}: {written} rows, commit p50 "
                   f"{1000 * np.median([c['seconds'] for c in commits[-(end // args.batch):]]):.0f} ms, "
@@ -268,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     # exact neighbours, then every index type and setting against them
     truth = exact_neighbours(data, written, queries)
     if truth is None:
-        _, truth = query_latency(writer.table, queries, flat=True)
-    flat, _ = query_latency(writer.table, queries, flat=True)
+        _, truth = query_latency(reader(), queries, flat=True)
+    flat, _ = query_latency(reader(), queries, flat=True)
     report["flat_query"] = flat
     indexes: dict = {}
     kinds = [] if args.skip_hnsw else ["IVF_HNSW_SQ"]  # the default index; built last, left for the filter runs
@@ -284,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"description": desc, "build_s": time.perf_counter() - t0, "index_mib": disk_mib(indices) - before,
                  "settings": {}}
         for nprobes, refine in ((20, None), (20, 5), (40, 5), (64, 10)):
-            lat, found = query_latency(writer.table, queries, flat=False, nprobes=nprobes, refine=refine)
+            lat, found = query_latency(reader(), queries, flat=False, nprobes=nprobes, refine=refine)
             entry["settings"][f"nprobes={nprobes},refine={refine}"] = {**lat, "recall@10": recall(found, truth)}
         indexes[kind] = entry
         print(f"{kind}: built in {entry['build_s']:.1f} s, {entry['index_mib']:.0f} MiB; " + "; ".join(
@@ -299,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                "uri prefix (1%)": Filters(uri_prefix="s3://bench/videos/0000")}
     report["filtered_query"] = {}
     for name, f in filters.items():
-        lat, _ = query_latency(writer.table, queries, flat=False, where=f.where(segments=False))
+        lat, _ = query_latency(reader(), queries, flat=False, where=f.where(segments=False))
         report["filtered_query"][name] = lat
         print(f"filtered ({name}): p50 {lat['p50_ms']:.1f} ms p99 {lat['p99_ms']:.1f} ms", flush=True)
 
@@ -309,9 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     from tara_batch.index.maintenance import optimize
 
     before_frag = fragments(writer.table)
-    before_q, _ = query_latency(writer.table, queries, flat=False)
+    before_q, _ = query_latency(reader(), queries, flat=False)
     opt = optimize(writer.table, retention=timedelta(0))
-    after_q, _ = query_latency(writer.table, queries, flat=False)
+    after_q, _ = query_latency(reader(), queries, flat=False)
     report["compaction"] = {"fragments_before": before_frag, "fragments_after": opt.fragments_after,
                             "seconds": opt.seconds, "query_before": before_q, "query_after": after_q,
                             "disk_mib_after": disk_mib(db)}

@@ -43,9 +43,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def build_index(root: Path, rows: int, dim: int | None, seed: int = 0) -> tuple[str, int]:
     """(table uri, dim): real rows from the embed job, then `rows` synthetic ones through the same writer."""
-    import pyarrow as pa
 
-    from tara_batch import schema as S
     from tara_batch.config import EmbedJobConfig, load_config
     from tara_batch.embed.job import run_embed
     from tara_batch.index.catalog import resolve_table
@@ -75,26 +73,13 @@ def build_index(root: Path, rows: int, dim: int | None, seed: int = 0) -> tuple[
     have = tbl.count_rows()
     if have < rows:
         writer = VideoTableWriter(TableRef(ref.db_uri, name), dim=d, metadata=meta)
-        rng = np.random.default_rng(seed)
-        centres = rng.normal(size=(256, d)).astype(np.float32)
+        # the scale benchmark's clustered vectors and synthetic listings (one definition of the synthetic rows)
+        from benchmarks.scale import Data, rows_table
+
+        data = Data(d, seed=seed)
         batch = 20_000
         for start in range(have, rows, batch):
-            n = min(batch, rows - start)
-            v = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.normal(size=(n, d)).astype(np.float32)
-            v /= np.linalg.norm(v, axis=1, keepdims=True)
-            uris = [f"/synthetic/{i:08d}.mp4" for i in range(start, start + n)]
-            import hashlib
-
-            writer.write_rows(pa.table({
-                S.VIDEO_ID: pa.array([hashlib.sha256(u.encode()).hexdigest()[:32] for u in uris]),
-                S.URI: pa.array(uris), S.SIZE: pa.array(np.full(n, 1000, np.int64)),
-                S.ETAG: pa.array(["synthetic"] * n), S.DURATION: pa.array(rng.uniform(1, 60, n)),
-                S.FPS: pa.array(np.full(n, 25.0)), S.NUM_FRAMES: pa.array(np.full(n, 8, np.int32)),
-                S.MODEL_ID: pa.array([summary.model_id] * n),
-                S.EMBEDDING: pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), d),
-                S.CREATED_AT: pa.array([np.datetime64("2026-01-01T00:00:00", "us")] * n,
-                                       pa.timestamp("us", tz="UTC")),
-            }))
+            writer.write_rows(rows_table(data, start, min(batch, rows - start), summary.model_id, "float32"))
     return table, d
 
 

@@ -53,12 +53,18 @@ class TableRef:
         return f"{self.db_uri}/{self.name}"
 
 
-def connect(db_uri: str, s3: S3Options | None = None):
+def connect(db_uri: str, s3: S3Options | None = None, *, cache_mib: tuple[int, int] | None = None):
+    """A LanceDB connection; `cache_mib` = (index cache, metadata cache) caps LanceDB's session caches (default
+    6 GiB + 1 GiB), for long-lived processes that commit many versions (the embed driver, see VideoTableWriter)."""
     import lancedb
 
+    kwargs = {}
+    if cache_mib is not None:
+        kwargs["session"] = lancedb.Session(index_cache_size_bytes=cache_mib[0] * 2**20,
+                                            metadata_cache_size_bytes=cache_mib[1] * 2**20)
     if is_s3(db_uri):
-        return lancedb.connect(db_uri, storage_options=(s3 or S3Options()).lancedb_storage_options())
-    return lancedb.connect(db_uri)
+        kwargs["storage_options"] = (s3 or S3Options()).lancedb_storage_options()
+    return lancedb.connect(db_uri, **kwargs)
 
 
 def table_exists(db, name: str) -> bool:

@@ -42,6 +42,11 @@ class VideoTableWriter:
     """Opens (or creates) the embeddings + failures tables for one model version and commits rows to them."""
 
     CHECK_EVERY = 16  # commits between maintenance checks (key index, fragments)
+    # LanceDB's session caches, capped: every commit is a new version whose manifest and index metadata the default
+    # session (6 GiB index + 1 GiB metadata) keeps, so the driver grew to 1.8 GiB at 1M rows and still climbing;
+    # capped, 1.05 GiB and flat (benchmarks/scale.py, docs/LOG.md). The writer needs only the key index and the
+    # latest manifest hot.
+    CACHE_MIB = (256, 128)
 
     def __init__(self, ref: TableRef, *, dim: int, metadata: dict[str, Any], s3: S3Options | None = None,
                  overwrite: bool = False, segments: bool = False, vector_dtype: str = "float32",
@@ -53,7 +58,7 @@ class VideoTableWriter:
         self.last_maintenance_s = 0.0  # time the last write_rows spent in maintenance (benchmarks/scale.py splits it)
         self.segments = segments
         self.key = S.SEGMENT_ID if segments else S.VIDEO_ID
-        self.db = connect(ref.db_uri, s3)
+        self.db = connect(ref.db_uri, s3, cache_mib=self.CACHE_MIB)
         self.metadata = metadata
         model_id = metadata["model_id"]
         sch = S.video_table_schema(dim, {S.METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
