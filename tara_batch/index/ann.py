@@ -27,7 +27,7 @@ def build_index(table, *, index_type: str = DEFAULT_INDEX) -> str:
     IVF_HNSW_SQ (the default): IVF partitions, an HNSW graph in each, vectors scalar-quantised to 8 bits (1 byte per
     dimension: 3.6 GB per million 3584-d rows). IVF_PQ: 16-dimension sub-vectors at 8 bits (1/16 of that: 224 MB
     per million 3584-d rows), for when index memory is the constraint; its recall is lower on dense archives
-    (benchmarks/scale.py: 0.64 at 100k clustered rows, 0.99 with nprobes 64 / refine 10)."""
+    (benchmarks/scale.py, refine 5: 0.62 at 100k clustered rows, 0.28 at 1M; IVF_HNSW_SQ 0.999-1.000)."""
     n = table.count_rows()
     dim = table.schema.field(S.EMBEDDING).type.list_size
     if n < MIN_INDEX_ROWS:
