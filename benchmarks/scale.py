@@ -238,8 +238,6 @@ def main(argv: list[str] | None = None) -> int:
     secs = np.asarray([c["seconds"] for c in commits])
     maint = np.asarray([c["maintenance_s"] for c in commits])
     tenth = max(1, len(secs) // 10)
-    pauses = [{"rows_before": c["rows_before"], "seconds": c["maintenance_s"]} for c in commits
-              if c["maintenance_s"] > 0.05]  # the checks that found nothing to do take a few ms
     amortized = secs + maint  # what a commit costs on average once the pauses are spread over the commits
     report: dict = {
         "rows": written, "dim": args.dim, "batch": args.batch, "runs": args.runs, "vector_dtype": args.vector_dtype,
@@ -252,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
         "amortized_commit_ms": {"first_10pct_mean": 1000 * float(amortized[:tenth].mean()),
                                 "last_10pct_mean": 1000 * float(amortized[-tenth:].mean()),
                                 "ratio_last_to_first": float(amortized[-tenth:].mean() / amortized[:tenth].mean())},
-        "maintenance_pauses": pauses,
         "writer_optimized": writer.optimized, "growth": growth,
         "commits": [{"rows_before": c["rows_before"], "ms": 1000 * c["seconds"],
                      "maintenance_ms": 1000 * c["maintenance_s"]} for c in commits],
@@ -331,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))
     c, am = report["commit_ms"], report["amortized_commit_ms"]
-    big = [p["seconds"] for p in pauses]
+    big = [p["maintenance_ms"] / 1000 for p in pauses(report)]
     print(f"merge-insert commit first 10% {c['first_10pct_mean']:.1f} ms, last 10% {c['last_10pct_mean']:.1f} ms "
           f"(x{c['ratio_last_to_first']:.2f}); with maintenance amortized {am['first_10pct_mean']:.1f} -> "
           f"{am['last_10pct_mean']:.1f} ms (x{am['ratio_last_to_first']:.2f}); {len(big)} maintenance pauses"
@@ -340,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.root:
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def pauses(report: dict) -> list[dict]:
+    """The commits that paused for maintenance (the checks that found nothing to do take a few ms)."""
+    return [c for c in report["commits"] if c["maintenance_ms"] > 50]
 
 
 def plot(report: dict, path: Path) -> None:
@@ -352,9 +354,9 @@ def plot(report: dict, path: Path) -> None:
     x = np.asarray([c["rows_before"] for c in report["commits"]])
     y = np.asarray([c["ms"] for c in report["commits"]])
     a.plot(x, y, ".", ms=2, alpha=0.4, label="merge-insert")
-    pauses = report.get("maintenance_pauses", [])
-    if pauses:
-        a.plot([p["rows_before"] for p in pauses], [1000 * p["seconds"] for p in pauses], "x", ms=4,
+    big = pauses(report)
+    if big:
+        a.plot([p["rows_before"] for p in big], [p["maintenance_ms"] for p in big], "x", ms=4,
                label="maintenance pause")
     if len(y) > 50:
         w = max(1, len(y) // 50)

@@ -43,7 +43,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def build_index(root: Path, rows: int, dim: int | None, seed: int = 0) -> tuple[str, int]:
     """(table uri, dim): real rows from the embed job, then `rows` synthetic ones through the same writer."""
-
     from tara_batch.config import EmbedJobConfig, load_config
     from tara_batch.embed.job import run_embed
     from tara_batch.index.catalog import resolve_table

@@ -170,13 +170,13 @@ def stream_batches(cfg: EmbedJobConfig, ds, writer: VideoTableWriter, summary: R
         bar.close()
         if wait_rows:
             summary.embed_queue_seconds = waits / wait_rows
-        if last_end > first_start:
-            # On the model actors' clocks, not by arrival at the driver: Ray Data hands finished blocks over in
-            # bursts, so a short run's arrivals can span less time than the forwards took.
-            summary.steady_videos_per_second = summary.embedded / (last_end - first_start)
-        if last_end > first_start and summary.embed_actors:
-            summary.embed_busy_fraction = min(1.0, summary.embed_seconds / (summary.embed_actors
-                                                                             * (last_end - first_start)))
+        span = last_end - first_start  # of the model actors' forwards, on their clocks
+        if span > 0:
+            # Not by arrival at the driver: Ray Data hands finished blocks over in bursts, so a short run's arrivals
+            # can span less time than the forwards took.
+            summary.steady_videos_per_second = summary.embedded / span
+            if summary.embed_actors:
+                summary.embed_busy_fraction = min(1.0, summary.embed_seconds / (summary.embed_actors * span))
         # A video with a failure in this run keeps its record, even if some of its windows were embedded.
         writer.clear_failures(list({v for v in embedded_ids if v not in failed_ids}))
 

@@ -44,8 +44,8 @@ class VideoTableWriter:
     CHECK_EVERY = 16  # commits between maintenance checks (key index, fragments)
     # LanceDB's session caches, capped: every commit is a new version whose manifest and index metadata the default
     # session (6 GiB index + 1 GiB metadata) keeps, so the driver grew to 1.8 GiB at 1M rows and still climbing;
-    # capped, 1.05 GiB and flat (benchmarks/scale.py, docs/LOG.md). The writer needs only the key index and the
-    # latest manifest hot.
+    # capped, 1.05 GiB and flat (benchmarks/scale.py's growth loop without its queries, docs/LOG.md). The writer needs
+    # only the key index and the latest manifest hot.
     CACHE_MIB = (256, 128)
 
     def __init__(self, ref: TableRef, *, dim: int, metadata: dict[str, Any], s3: S3Options | None = None,
